@@ -1,0 +1,1 @@
+"""First-response SLA: business-time calendar and due-time policy."""
