@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-12-04 15:58:14.755175
 """
 
-from alembic import op
 import sqlalchemy as sa
-import b24app.models
+from alembic import op
 
+import b24app.models
 
 revision = "0001"
 down_revision = None
