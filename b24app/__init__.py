@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 
+from b24app import features
 from b24app.config import load_config
 from b24app.logs import configure_logging
 from b24app.services import Services
@@ -28,6 +29,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = 1 * 1024 * 1024
 
+    features.load_features()
     services = Services(settings)
     if settings["RUN_MIGRATIONS"]:
         services.db.upgrade()
@@ -39,6 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(events.bp)
     app.register_blueprint(placements.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(__import__("handlers.settings", fromlist=["bp"]).bp)
 
     @app.get("/healthz")
     def healthz():

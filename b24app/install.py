@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from b24app import features
 from b24app.bitrix.errors import BitrixCallError
 from b24app.bitrix.oauth import OAuthError, TokenGrant
 from b24app.models import Portal
@@ -168,6 +169,8 @@ def bind_portal(services: Services, portal: Portal) -> None:
             raise InstallError(f"binding the app failed: {_first_error(real)}", 502)
 
     tag_options = _read_tag_options(client, uf_name, field["options"])
+    for step in features.install_steps():
+        step(services, portal, client)
     with services.db.session() as session:
         row = session.get(Portal, portal.id)
         row.tag_field = uf_name
@@ -304,12 +307,3 @@ def handle_app_install_event(services: Services, auth: dict[str, str]) -> Portal
             extra={"member_id": member_id, "error": str(err)[:200]},
         )
     return portal
-
-
-def mark_uninstalled(services: Services, portal_id: int) -> None:
-    with services.db.session() as session:
-        portal = session.get(Portal, portal_id)
-        portal.status = "uninstalled"
-        portal.uninstalled_at = datetime.now(UTC)
-        portal.inactive_reason = "ONAPPUNINSTALL"
-    logger.info("portal uninstalled", extra={"portal_id": portal_id})

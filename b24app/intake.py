@@ -14,30 +14,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from b24app.crypto import same_secret
 from b24app.models import InboundEvent, Portal
 from b24app.phpform import FormError, parse_nested
-from b24app.services import Services
+from b24app.services import Services, load_manifest
 
 logger = logging.getLogger(__name__)
 
-# Events the worker processes; the install and uninstall events are handled
-# at once by the web handler.
-QUEUED_EVENTS = frozenset(
-    {
-        "ONCRMLEADADD",
-        "ONCRMLEADUPDATE",
-        "ONCRMLEADDELETE",
-        "ONCRMACTIVITYADD",
-        "ONCRMACTIVITYUPDATE",
-        "ONCRMACTIVITYDELETE",
-        "ONAPPUPDATE",
-    }
-)
+# Handled at once by the web handler rather than queued for the worker.
 LIFECYCLE_EVENTS = frozenset({"ONAPPINSTALL", "ONAPPUNINSTALL"})
+
+
+def queued_events() -> frozenset[str]:
+    """Events the worker processes: those the manifest binds, less lifecycle ones."""
+    return frozenset(load_manifest()["events"]) - LIFECYCLE_EVENTS
 
 
 class EventRejected(Exception):
@@ -104,7 +97,7 @@ def parse_event(items: list[tuple[str, str]]) -> ParsedEvent:
         raise EventRejected("missing field: auth[member_id]", 400)
     if not isinstance(data, dict):
         raise EventRejected("field data must be a group of values", 400)
-    if event not in QUEUED_EVENTS | LIFECYCLE_EVENTS:
+    if event not in queued_events() | LIFECYCLE_EVENTS:
         raise EventRejected(f"event {event} is not handled by this app", 400)
     return ParsedEvent(
         event=event,
@@ -115,26 +108,98 @@ def parse_event(items: list[tuple[str, str]]) -> ParsedEvent:
     )
 
 
-def find_portal(services: Services, member_id: str) -> Portal:
-    with services.db.session() as session:
-        portal = session.scalar(select(Portal).where(Portal.member_id == member_id))
-    if portal is None:
+@dataclass(frozen=True)
+class PortalRef:
+    """The few portal columns intake needs, read without the ORM."""
+
+    id: int
+    member_id: str
+    domain: str
+    status: str
+    application_token_enc: str | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+
+def accept(services: Services, event: ParsedEvent) -> tuple[PortalRef, str]:
+    """Verify the event and store it in one transaction.
+
+    Returns the portal and what happened: "queued", "duplicate", "ignored"
+    (the portal is not active) or "uninstalled". Raises EventRejected for an
+    unknown portal or a wrong application token; nothing is stored then.
+    """
+    with services.db.engine.begin() as connection:
+        portal = _portal_ref(connection, event.member_id)
+        if portal.application_token_enc:
+            stored_token = services.box.decrypt(portal.application_token_enc)
+            if not same_secret(event.auth.get("application_token"), stored_token):
+                raise EventRejected("application token does not match", 401)
+            return portal, _apply(connection, portal, event)
+
+    # No application token is stored yet: prove the event first, outside
+    # the transaction, because proving it calls the portal.
+    _learn_application_token(services, portal, event)
+    with services.db.engine.begin() as connection:
+        portal = _portal_ref(connection, event.member_id)
+        return portal, _apply(connection, portal, event)
+
+
+def _portal_ref(connection, member_id: str) -> PortalRef:
+    row = connection.execute(
+        select(
+            Portal.id,
+            Portal.member_id,
+            Portal.domain,
+            Portal.status,
+            Portal.application_token_enc,
+        ).where(Portal.member_id == member_id)
+    ).first()
+    if row is None:
         raise EventRejected("unknown portal", 404)
-    return portal
+    return PortalRef(*row)
 
 
-def verify(services: Services, portal: Portal, event: ParsedEvent) -> None:
-    """Check ``auth[application_token]`` against the stored one, in constant time."""
-    stored = services.application_token(portal)
-    if stored is None:
-        _learn_application_token(services, portal, event)
-        return
-    if not same_secret(event.auth.get("application_token"), stored):
-        raise EventRejected("application token does not match", 401)
+def _apply(connection, portal: PortalRef, event: ParsedEvent) -> str:
+    now = datetime.now(UTC)
+    if event.event == "ONAPPUNINSTALL":
+        connection.execute(
+            update(Portal)
+            .where(Portal.id == portal.id)
+            .values(
+                status="uninstalled",
+                uninstalled_at=now,
+                inactive_reason="ONAPPUNINSTALL",
+            )
+        )
+        logger.info("portal uninstalled", extra={"member_id": portal.member_id})
+        return "uninstalled"
+    if not portal.is_active:
+        return "ignored"
+
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(InboundEvent)
+        .values(
+            portal_id=portal.id,
+            event=event.event,
+            dedupe_key=event.dedupe_key(),
+            payload=event.stored_payload(),
+            status="pending",
+            attempts=0,
+            received_at=now,
+            next_attempt_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["portal_id", "dedupe_key"])
+        .returning(InboundEvent.id)
+    )
+    inserted = connection.execute(statement).scalar_one_or_none()
+    return "queued" if inserted is not None else "duplicate"
 
 
 def _learn_application_token(
-    services: Services, portal: Portal, event: ParsedEvent
+    services: Services, portal: PortalRef, event: ParsedEvent
 ) -> None:
     # Some install paths carry no APPLICATION_TOKEN. The first event that
     # brings a user token proves itself by a call to the stored portal with
@@ -167,24 +232,3 @@ def _learn_application_token(
         "application token learned from a verified event",
         extra={"member_id": portal.member_id},
     )
-
-
-def store_event(services: Services, portal: Portal, event: ParsedEvent) -> bool:
-    """Store the event once; return False when it was a repeated delivery."""
-    now = datetime.now(UTC)
-    statement = insert(InboundEvent).values(
-        portal_id=portal.id,
-        event=event.event,
-        dedupe_key=event.dedupe_key(),
-        payload=event.stored_payload(),
-        status="pending",
-        attempts=0,
-        received_at=now,
-        next_attempt_at=now,
-    )
-    try:
-        with services.db.session() as session:
-            session.execute(statement)
-    except IntegrityError:
-        return False
-    return True

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from b24app import leadtext, portal_settings
+from b24app import features, leadtext, portal_settings
 from b24app.bitrix.client import PortalClient
 from b24app.bitrix.errors import BitrixCallError
 from b24app.dbutil import insert_ignore
@@ -59,7 +59,8 @@ def process_event(services: Services, portal: Portal, event: InboundEvent) -> st
     """Dispatch one stored event; return a short outcome for the log."""
     data = event.payload.get("data") or {}
     fields = data.get("FIELDS") or {}
-    bitrix_id = int(fields.get("ID") or 0)
+    # CRM events carry data[FIELDS][ID]; Booking and timeline events data[ID].
+    bitrix_id = int(fields.get("ID") or data.get("ID") or 0)
     if not bitrix_id:
         return "skipped: no id"
 
@@ -72,7 +73,20 @@ def process_event(services: Services, portal: Portal, event: InboundEvent) -> st
         return handle_lead_delete(services, portal, bitrix_id)
     if event.event in ("ONCRMACTIVITYADD", "ONCRMACTIVITYUPDATE"):
         return handle_activity(services, client, portal, bitrix_id, event)
-    return "skipped: not handled"
+    return _run_feature_handlers(services, client, portal, bitrix_id, event)
+
+
+def _run_feature_handlers(
+    services: Services,
+    client: PortalClient,
+    portal: Portal,
+    bitrix_id: int,
+    event: InboundEvent,
+) -> str:
+    handlers = features.event_handlers(event.event)
+    if not handlers:
+        return "skipped: not handled"
+    return ", ".join(h(services, client, portal, bitrix_id, event) for h in handlers)
 
 
 # New leads

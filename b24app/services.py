@@ -10,7 +10,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 MANIFEST_PATH = Path(__file__).resolve().parent.parent / "manifest.json"
 
 
+@cache
 def load_manifest() -> dict[str, Any]:
     """Read manifest.json: the app's scopes, handler paths, placements and events."""
     return json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select, update
 
-from b24app import pipeline
+from b24app import features, pipeline
 from b24app.bitrix.errors import (
     BitrixCallError,
     MethodDeferred,
@@ -47,6 +47,7 @@ class Job:
 
 class Worker:
     def __init__(self, services: Services) -> None:
+        features.load_features()
         self.services = services
         self.config = services.config
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -168,7 +169,8 @@ class Worker:
     # Loop and jobs
 
     def jobs(self) -> list[Job]:
-        return [
+        """The periodic jobs: the app's own, then those features registered."""
+        own = [
             Job("sla_sweep", run_sweep, self.config["SLA_SWEEP_SECONDS"]),
             Job("requeue_stale_events", requeue_stale_events, 60.0),
             Job(
@@ -177,6 +179,11 @@ class Worker:
                 self.config["RECONCILE_SECONDS"],
             ),
         ]
+        extra = [
+            Job(spec.id, spec.func, self.config.get(spec.setting or "") or spec.seconds)
+            for spec in features.jobs()
+        ]
+        return own + extra
 
     def start(self) -> None:
         """Start the event loop thread and the scheduler (non-blocking)."""
