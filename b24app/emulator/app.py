@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, request
 
-from . import control, oauth, rest
+from . import control, oauth, rest, ui
 from .config import EmulatorConfig
 from .state import Portal
 
@@ -27,11 +27,16 @@ def create_emulator(config: EmulatorConfig | None = None) -> Flask:
     app.register_blueprint(rest.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(control.bp)
+    app.register_blueprint(ui.bp)
 
     @app.before_request
     def _learn_address() -> None:
         if portal.base_url is None:
             portal.set_address(request.host, request.host_url)
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return "", 204
 
     @app.get("/")
     def index():

@@ -53,16 +53,14 @@ def _with_query(url: str, query: Mapping[str, str]) -> str:
     return f"{url}{separator}{urlencode(query)}"
 
 
-def frame_post(
+def frame_fields(
     portal: Portal,
-    url: str,
     *,
     user_id: int,
     placement: str,
     options: Mapping[str, Any] | None,
-) -> requests.Response:
-    """POST an app page the way the portal's iframe does; follow loopback redirects."""
-    _require_loopback(url)
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Return the query string and form body of an iframe POST for ``user_id``."""
     pair = portal.tokens.issue(user_id)
     config = portal.config
     query = {
@@ -83,6 +81,22 @@ def frame_post(
         "PLACEMENT": placement,
         "PLACEMENT_OPTIONS": _options_json(options),
     }
+    return query, form
+
+
+def frame_post(
+    portal: Portal,
+    url: str,
+    *,
+    user_id: int,
+    placement: str,
+    options: Mapping[str, Any] | None,
+) -> requests.Response:
+    """POST an app page the way the portal's iframe does; follow loopback redirects."""
+    _require_loopback(url)
+    query, form = frame_fields(
+        portal, user_id=user_id, placement=placement, options=options
+    )
 
     session = loopback_session()
     response = session.post(

@@ -1,0 +1,1 @@
+"""KPIs computed from the app's own lead and clock records."""

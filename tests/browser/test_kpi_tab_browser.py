@@ -1,0 +1,94 @@
+"""The KPI tab inside the emulated portal's iframe, in real headless Chromium."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import drain, lead_row
+
+MANAGER = 4
+TEXTS = (
+    "Хочу записаться на маникюр завтра в 15:00",
+    "Сколько стоит стрижка и окрашивание?",
+    "Срочно! Сломался ноготь, нужна мастер сегодня вечером",
+    "Не смогу прийти в субботу, отмените запись",
+)
+
+
+@pytest.fixture
+def tagged_leads(emulator, installed, services, worker):
+    ids = [
+        emulator.portal.create_lead(
+            {"ASSIGNED_BY_ID": MANAGER}, kind="form", message=text
+        )
+        for text in TEXTS
+    ]
+    drain(
+        worker,
+        services,
+        until=lambda: all((r := lead_row(services, i)) and r.tagged_at for i in ids),
+    )
+    emulator.portal.add_activity(
+        ids[0], type_id=2, direction=2, author_id=MANAGER, subject="Звонок"
+    )
+    drain(worker, services, until=lambda: lead_row(services, ids[0]).first_touch_at)
+    return ids
+
+
+@pytest.mark.browser
+def test_kpi_tab_renders_charts_in_portal_iframe(page, emulator, tagged_leads):
+    page.goto(f"{emulator.base_url}/_emulator/ui/placement/CRM_ANALYTICS_MENU")
+
+    frame = page.frame_locator("#app-frame")
+    frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+
+    assert frame.locator("#leads-total").inner_text() == str(len(tagged_leads))
+    assert frame.locator("#answered").inner_text() == "25 %"
+    for canvas in ("#chart-leads", "#chart-sla", "#chart-tags"):
+        box = frame.locator(canvas).bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 50
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_kpi_tab_period_picker_reloads(page, emulator, tagged_leads):
+    page.goto(f"{emulator.base_url}/_emulator/ui/placement/CRM_ANALYTICS_MENU")
+    frame = page.frame_locator("#app-frame")
+    frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+
+    with page.expect_response(lambda r: "/api/v1/kpi?period=month" in r.url) as info:
+        frame.locator("#period").select_option("month")
+
+    assert info.value.status == 200
+    assert frame.locator("#leads-total").inner_text() == str(len(tagged_leads))
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_kpi_tab_refuses_foreign_frame(page, app_server, installed, emulator):
+    from html import escape
+
+    from b24app.emulator.install import _with_query, frame_fields
+
+    query, form = frame_fields(
+        emulator.portal, user_id=MANAGER, placement="CRM_ANALYTICS_MENU", options=None
+    )
+    inputs = "".join(
+        f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
+        for k, v in form.items()
+    )
+    action = escape(_with_query(f"{app_server.url}/placements/kpi", query))
+    # A page of another origin than the portal's frames the tab.
+    page.goto(f"{app_server.url}/healthz")
+    page.set_content(
+        f'<form id="f" method="post" target="t" action="{action}">{inputs}'
+        '</form><iframe name="t" id="t"></iframe>'
+    )
+
+    with page.expect_response(lambda r: "/placements/kpi" in r.url) as info:
+        page.evaluate("document.getElementById('f').submit()")
+
+    assert info.value.status == 200
+    page.wait_for_timeout(500)
+    frame = page.frame(name="t")
+    assert frame is None or frame.query_selector("#kpi") is None
