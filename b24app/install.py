@@ -1,6 +1,6 @@
 """Installing the app on a portal and keeping its bindings in place.
 
-An install request is never trusted as it stands: its refresh token is
+An install request is never trusted as it is: its refresh token is
 exchanged at the configured OAuth server, and only the portal that server
 names (``member_id``, ``client_endpoint``) is stored. A forged request for an
 installed ``member_id`` therefore cannot replace that portal's domain,

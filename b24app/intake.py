@@ -1,4 +1,4 @@
-"""Event intake: verify a Bitrix24 event, store it durably, answer fast.
+"""Event intake: verify a Bitrix24 event, store it durably, respond fast.
 
 Bitrix24 does not retry a failed delivery, so the handler stores the event in
 the database before answering, and the worker processes it later. Nothing is
@@ -59,7 +59,7 @@ class ParsedEvent:
         return bool(self.auth.get("access_token"))
 
     def dedupe_key(self) -> str:
-        """The same delivery twice gives the same key.
+        """Return a key that is the same for a repeated delivery.
 
         Events carry no id of their own, so the key covers the whole body,
         auth included: two changes of one lead within the same second by
@@ -73,7 +73,7 @@ class ParsedEvent:
         return hashlib.sha256(body.encode()).hexdigest()
 
     def stored_payload(self) -> dict[str, Any]:
-        """What is kept of the event: never the tokens."""
+        """Return what is kept of the event, which never includes the tokens."""
         return {
             "data": self.data,
             "ts": self.ts,

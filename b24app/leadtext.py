@@ -1,9 +1,9 @@
 """What the client wrote: the text of a lead that the classifier reads.
 
-Web forms put the request in COMMENTS; some forms and integrations put it
-in TITLE; leads from Instagram, WhatsApp and Telegram arrive through an open
-line with empty COMMENTS, and the client's words are the first incoming
-message of the open-line chat (or of an incoming e-mail).
+Web forms put the request in COMMENTS, and some forms and integrations put
+it in TITLE. Leads from Instagram, WhatsApp and Telegram arrive through an
+open line with empty COMMENTS. There the client's words are the first
+incoming message of the open-line chat, or of an incoming e-mail.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def extract(lead: dict[str, Any], activities: list[dict[str, Any]]) -> LeadText:
 
 
 def channel(lead: dict[str, Any], source: str) -> str:
-    """A coarse channel name for reports, from SOURCE_ID and the text source."""
+    """Return a coarse channel name for reports, from SOURCE_ID and the text source."""
     if source in ("openline", "email"):
         return source
     source_id = str(lead.get("SOURCE_ID") or "").upper()

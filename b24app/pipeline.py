@@ -32,7 +32,7 @@ OWNER_TYPE_LEAD = "1"
 TOUCH_KINDS = {TYPE_CALL: "call", TYPE_EMAIL: "email"}
 
 MAX_ORDERING_RETRIES = 3
-# The least time a model is given, even when the bot target is nearly spent.
+# Minimum seconds a model is given, even when the bot target is nearly spent.
 MIN_MODEL_SECONDS = 1.0
 
 _engines: dict[str, Any] = {}
@@ -171,7 +171,7 @@ def _classify(
 ) -> Classification:
     """Classify with the portal's engine within what is left of the bot target.
 
-    A model engine that cannot answer in time gives the offline result, so
+    A model engine that does not reply in time gives the offline result, so
     the tags are never later than the bot tier allows.
     """
     engine = engine_for(portal)
@@ -302,7 +302,7 @@ def _write_back(
 
 
 def timeline_comment(result: Classification, tz: str) -> str:
-    """The Russian comment that explains the tags to managers."""
+    """Build the Russian comment that explains the tags to managers."""
     labels = [RU_LABELS[c] for c in tag_codes(result) if c in RU_LABELS]
     lines = ["Отклик: " + ", ".join(labels)]
 

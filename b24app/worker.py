@@ -169,7 +169,7 @@ class Worker:
     # Loop and jobs
 
     def jobs(self) -> list[Job]:
-        """The periodic jobs: the app's own, then those features registered."""
+        """Return the periodic jobs: the app's own, then those features registered."""
         own = [
             Job("sla_sweep", run_sweep, self.config["SLA_SWEEP_SECONDS"]),
             Job("requeue_stale_events", requeue_stale_events, 60.0),

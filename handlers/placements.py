@@ -48,7 +48,7 @@ def kpi_tab():
 
 @bp.post("/placements/lead")
 def lead_tab():
-    """The lead card tab: clock state, time left or overdue, tags, escalations."""
+    """Render the lead tab: clock state, time left or overdue, tags, escalations."""
     services = get_services()
     try:
         portal, viewer, options = identify(services, request.form, request.args)
