@@ -88,3 +88,41 @@ def test_uninstall_event_deactivates(emulator, installed, services):
         lambda: _portal(services).status == "uninstalled", timeout=10
     )
     assert _portal(services).status == "uninstalled"
+
+
+def test_onappinstall_event_confirms_portal(emulator, app_server, services):
+    emulator.portal.config.app_install_event_url = f"{app_server.url}/events"
+
+    emulator.portal.install_app(
+        handler_url=f"{app_server.url}/app", install_url=f"{app_server.url}/install"
+    )
+    delivered = emulator.portal.wait_for(
+        lambda: [d for d in emulator.portal.delivered_events if d[0] == "ONAPPINSTALL"],
+        timeout=10,
+    )
+
+    assert delivered
+    assert delivered[0][2] == 200
+    portal = _portal(services)
+    assert services.application_token(portal) == emulator.portal.app.application_token
+
+
+def test_forged_onappinstall_changes_nothing(installed, services, app_server):
+    before = _portal(services)
+
+    response = requests.post(
+        f"{app_server.url}/events",
+        data={
+            "event": "ONAPPINSTALL",
+            "auth[member_id]": before.member_id,
+            "auth[refresh_token]": "forged",
+            "auth[application_token]": "forged-app-token",
+            "auth[domain]": "evil.example.com",
+        },
+        timeout=10,
+    )
+
+    after = _portal(services)
+    assert response.status_code == 403
+    assert after.domain == before.domain
+    assert after.application_token_enc == before.application_token_enc
