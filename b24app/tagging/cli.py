@@ -14,12 +14,17 @@ import click
 
 from .evaluate import evaluate, format_table
 from .model import build_engine
+from .types import INTENTS
 
 logger = logging.getLogger(__name__)
 
 ENV_BASE_URL = "OTKLIK_LLM_BASE_URL"
 ENV_MODEL = "OTKLIK_LLM_MODEL"
 ENV_API_KEY = "OTKLIK_LLM_API_KEY"
+# Exit codes: 0 all lines classified, 1 some lines skipped, 2 nothing to do
+# (unreadable file, bad options, no labelled records for --eval).
+EXIT_SKIPPED = 1
+EXIT_UNUSABLE = 2
 
 
 class RecordError(ValueError):
@@ -50,6 +55,21 @@ def parse_record(line: str, zone: ZoneInfo) -> tuple[dict[str, Any], datetime]:
         if received_at.tzinfo is None:
             received_at = received_at.replace(tzinfo=zone)
     return record, received_at
+
+
+def check_labels(record: dict[str, Any], seen: dict[str, int], number: int) -> None:
+    """Reject a labelled record that would distort the scores: an unknown tag
+    is scored as a miss of every tag, and a repeated id is counted twice."""
+    tags = record.get("tags")
+    if not isinstance(tags, list) or not tags:
+        raise RecordError("no 'tags' label to evaluate against")
+    unknown = sorted({str(t) for t in tags} - set(INTENTS))
+    if unknown:
+        raise RecordError(f"unknown tag(s) {', '.join(map(repr, unknown))} in labels")
+    key = str(record["id"])
+    if key in seen:
+        raise RecordError(f"duplicate id {key!r} (first on line {seen[key]})")
+    seen[key] = number
 
 
 def _engine_settings(engine: str) -> dict[str, Any]:
@@ -84,13 +104,20 @@ def _engine_settings(engine: str) -> dict[str, Any]:
     "--eval",
     "do_eval",
     is_flag=True,
-    help="Print precision, recall and accuracy against the labels in FILE.",
+    help=(
+        "Print precision, recall and accuracy against the labels in FILE. "
+        "Macro-F1 averages the tags that the labels use; others show n/a."
+    ),
 )
 @click.option(
     "--tz", default="Europe/Moscow", show_default=True, help="Portal time zone."
 )
 def classify_command(file: str, engine: str, do_eval: bool, tz: str) -> None:
-    """Tag each lead in FILE (JSONL with id, text and optional received_at)."""
+    """Tag each lead in FILE (JSONL with id, text and optional received_at).
+
+    Without received_at, relative dates ("завтра") count from the current
+    time, and a warning says so once.
+    """
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as err:
@@ -105,9 +132,11 @@ def classify_command(file: str, engine: str, do_eval: bool, tz: str) -> None:
                 lines = handle.read().splitlines()
     except (OSError, UnicodeDecodeError) as err:
         click.echo(f"error: cannot read {file}: {err}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_UNUSABLE)
 
     failed = 0
+    clock_warned = False
+    seen_ids: dict[str, int] = {}
     gold: list[dict[str, Any]] = []
     predicted: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
@@ -115,12 +144,19 @@ def classify_command(file: str, engine: str, do_eval: bool, tz: str) -> None:
             continue
         try:
             record, received_at = parse_record(line, zone)
-            if do_eval and not isinstance(record.get("tags"), list):
-                raise RecordError("no 'tags' label to evaluate against")
+            if do_eval:
+                check_labels(record, seen_ids, number)
         except RecordError as err:
             failed += 1
             click.echo(f"line {number}: {err}; skipped", err=True)
             continue
+        if record.get("received_at") in (None, "") and not clock_warned:
+            clock_warned = True
+            click.echo(
+                f"warning: line {number} and any later line without received_at "
+                "are resolved against the current time",
+                err=True,
+            )
 
         result = tagger.classify(record["text"], received_at, tz)
         output = {"id": record["id"], **result.to_json()}
@@ -132,9 +168,13 @@ def classify_command(file: str, engine: str, do_eval: bool, tz: str) -> None:
 
     if do_eval:
         if not gold:
+            if failed:
+                click.echo(f"{failed} line(s) failed", err=True)
             click.echo("error: no labelled records to evaluate", err=True)
-            sys.exit(1 if failed else 2)
+            sys.exit(EXIT_UNUSABLE)
         click.echo(format_table(evaluate(gold, predicted)))
+    elif not failed and not predicted and not any(line.strip() for line in lines):
+        click.echo(f"warning: {file} has no records", err=True)
     if failed:
         click.echo(f"{failed} line(s) failed", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_SKIPPED)

@@ -3,7 +3,11 @@
 Rules of comparison:
 
 * tags: per-tag precision, recall and F1 for the seven intents and for
-  ``urgent``; macro-F1 is the plain mean of those eight F1 values.
+  ``urgent``. A tag that no label carries (support 0) has no recall or F1;
+  they are reported as ``None`` ("n/a" in the table), and macro-F1 is the
+  plain mean of the F1 values of the tags with support only, so a small file
+  is not marked down for tags it never uses. Its precision is ``None`` too
+  unless the tag was predicted, and false alarms still show there.
 * name: case-insensitive, ``ё`` read as ``е``; two nulls agree.
 * service: normalised text must match exactly: lower case, ``ё`` read as
   ``е``, spaces squeezed, surrounding punctuation dropped; two nulls agree.
@@ -97,25 +101,34 @@ def evaluate(
             "desired_time_precision"
         )
 
-    per_tag: dict[str, dict[str, float]] = {}
+    per_tag: dict[str, dict[str, Any]] = {}
     for tag, c in counts.items():
-        precision = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
-        recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
-        f1 = (
-            2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        )
+        support = c["tp"] + c["fn"]
+        predicted_n = c["tp"] + c["fp"]
+        precision = c["tp"] / predicted_n if predicted_n else None
+        recall = c["tp"] / support if support else None
+        f1 = None
+        if support:
+            p_value, r_value = precision or 0.0, recall or 0.0
+            f1 = (
+                2 * p_value * r_value / (p_value + r_value)
+                if p_value + r_value
+                else 0.0
+            )
         per_tag[tag] = {
-            "precision": precision,
+            "precision": precision if support or predicted_n else None,
             "recall": recall,
             "f1": f1,
-            "support": c["tp"] + c["fn"],
+            "support": support,
         }
-    macro = sum(per_tag[t]["f1"] for t in TAGS_AND_URGENT) / len(TAGS_AND_URGENT)
+    scored = [per_tag[t]["f1"] for t in TAGS_AND_URGENT if per_tag[t]["f1"] is not None]
+    macro = sum(scored) / len(scored) if scored else None
     safe = max(n, 1)
     return {
         "count": n,
         "per_tag": per_tag,
         "macro_f1": macro,
+        "macro_tags": len(scored),
         "exact_tags": exact_tags / safe,
         "name_accuracy": name_ok / safe,
         "service_accuracy": service_ok / safe,
@@ -125,17 +138,27 @@ def evaluate(
     }
 
 
+def _cell(value: float | None, width: int) -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.3f}"
+
+
 def format_table(metrics: Mapping[str, Any]) -> str:
     """Plain-text table of ``evaluate`` output."""
     lines = [f"{'tag':<12}{'prec':>7}{'recall':>8}{'f1':>7}{'support':>9}"]
     for tag in TAGS_AND_URGENT:
         row = metrics["per_tag"][tag]
         lines.append(
-            f"{tag:<12}{row['precision']:>7.3f}{row['recall']:>8.3f}"
-            f"{row['f1']:>7.3f}{row['support']:>9d}"
+            f"{tag:<12}{_cell(row['precision'], 7)}{_cell(row['recall'], 8)}"
+            f"{_cell(row['f1'], 7)}{row['support']:>9d}"
         )
     lines.append("")
-    lines.append(f"{'macro-F1':<20}{metrics['macro_f1']:.3f}")
+    macro_tags = metrics.get("macro_tags", len(TAGS_AND_URGENT))
+    note = (
+        ""
+        if macro_tags == len(TAGS_AND_URGENT)
+        else f"  (over {macro_tags} tags with support; others n/a)"
+    )
+    lines.append(f"{'macro-F1':<20}{_cell(metrics['macro_f1'], 0).strip()}{note}")
     lines.append(f"{'exact tag sets':<20}{metrics['exact_tags']:.3f}")
     lines.append(f"{'name':<20}{metrics['name_accuracy']:.3f}")
     lines.append(

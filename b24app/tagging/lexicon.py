@@ -347,8 +347,12 @@ RESCHEDULE_VERBS = frozenset(
         "postpone",
     }
 )
-CHANGE_VERBS = frozenset({"поменять", "изменить", "менять", "сменить", "move"})
-CHANGE_OBJECTS = frozenset({"время", "дата", "день", "запись", "число", "час"})
+CHANGE_VERBS = frozenset(
+    {"поменять", "изменить", "менять", "сменить", "перевести", "перевестись", "move"}
+)
+CHANGE_OBJECTS = frozenset(
+    {"время", "дата", "день", "запись", "число", "час", "группа", "смена"}
+)
 CANCEL_VERBS = frozenset(
     {
         "отменить",
@@ -362,6 +366,9 @@ CANCEL_VERBS = frozenset(
         "аннулировать",
         "отказаться",
         "отказываться",
+        # Passive and reflexive forms: "запись отменяется".
+        "отменяться",
+        "отмениться",
         "cancel",
         "cancellation",
     }
@@ -460,6 +467,8 @@ COMPLAINT_MEDIUM = frozenset(
 DEFECT_WORDS = frozenset(
     {
         "отслоиться",
+        "отклеиться",
+        "отклеиваться",
         "отслаиваться",
         "отколоться",
         "откалываться",
@@ -504,6 +513,7 @@ PAST_SERVICE_VERBS = frozenset(
         "делать",
         "поставить",
         "нарастить",
+        "наращивать",
         "покрасить",
         "постричь",
         "подстричь",
@@ -595,9 +605,55 @@ ASK_VERBS = frozenset(
     }
 )
 HOURS_WORDS = frozenset(
-    {"работать", "открыть", "открытый", "закрыть", "график", "расписание", "режим"}
+    {
+        "работать",
+        "открыть",
+        "открытый",
+        "закрыть",
+        "график",
+        "расписание",
+        "режим",
+        "принимать",
+    }
 )
 RHETORICAL = frozenset({"почему", "зачем", "происходить"})
+# "Это нормально?" after a description of bad service is indignation.
+INDIGNANT_WORDS = frozenset({"нормально", "нормальный", "норма", "допустимо"})
+# Offers of labour: "вам требуется уборщица?", "вам не нужен администратор?".
+JOB_TITLES = frozenset(
+    {
+        "уборщица",
+        "уборщик",
+        "администратор",
+        "продавец",
+        "ассистент",
+        "курьер",
+        "медсестра",
+        "санитарка",
+        "повар",
+        "охранник",
+        "бухгалтер",
+        "маркетолог",
+        "копирайтер",
+        "дизайнер",
+        "фотограф",
+        "smm",
+        "таргетолог",
+        "тренер",
+        "инструктор",
+        "мастер",
+        "массажист",
+        "парикмахер",
+        "косметолог",
+    }
+)
+# "нужен"/"нужна" (not impersonal "нужно": "вам нужно к мастеру").
+STAFFING_VERBS = frozenset({"требоваться", "нужный", "искать"})
+LABOUR_WORDS = frozenset({"смена", "опыт", "стаж", "резюме", "портфолио"})
+# Latin advertising words: "buy cheap ... best price".
+ENGLISH_AD_WORDS = frozenset(
+    {"buy", "cheap", "viagra", "casino", "followers", "likes", "crypto", "bitcoin"}
+)
 # Dirt and disorder are complaints without naming who is to blame.
 FACILITY_COMPLAINT = frozenset(
     {"грязь", "грязно", "грязный", "антисанитария", "вонь", "вонять", "бардак"}

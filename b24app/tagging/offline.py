@@ -21,7 +21,14 @@ from zoneinfo import ZoneInfo
 from . import lexicon
 from .services import match_services, pick_service
 from .text import Doc, Token, analyse, resources
-from .timeparse import Fragment, choose_desired, find_fragments
+from .timeparse import (
+    MONTHS,
+    RELATIVE_DAYS,
+    WEEKDAYS,
+    Fragment,
+    choose_desired,
+    find_fragments,
+)
 from .types import INTENTS, LOW_CONFIDENCE, RU_LABELS, Classification
 
 logger = logging.getLogger(__name__)
@@ -52,6 +59,31 @@ SLOT_CONTEXT = frozenset(
         "найтись",
         "найти",
     }
+)
+PAID_VERBS = frozenset({"платить", "заплатить", "отдать"})
+TIME_LEMMAS = frozenset(WEEKDAYS) | frozenset(MONTHS) | frozenset(RELATIVE_DAYS)
+NEGATING_MODALS = frozenset(
+    {"быть", "хотеть", "стать", "собираться", "нужно", "надо", "нужный"}
+)
+CHILD_WORDS = frozenset({"ребенок", "ребёнок", "сын", "дочь", "дочка", "малыш"})
+INSURANCE_WORDS = frozenset({"дмс", "страховка", "страховой", "полис", "insurance"})
+FIX_VERBS = frozenset({"исправить", "переделать", "поправить", "гарантия"})
+# "что мне делать??", "можно переделать бесплатно?" ask for a remedy and
+# belong to the complaint.
+REMEDY_VERBS = frozenset(
+    {"делать", "переделать", "исправить", "поправить", "вернуть", "компенсировать"}
+)
+RHETORICAL_SHORT = frozenset({"это", "вообще", "как", "так", "что", "за", "ок"})
+DEFER_WORDS = frozenset({"пока", "сначала", "просто", "ещё", "еще", "сперва"})
+LATE_VERBS = frozenset({"опаздывать", "опоздать", "задерживаться", "задержаться"})
+# Words about a visit itself keep a message on topic even when no rule
+# fires ("не отменяйте, я опоздаю").
+VISIT_CHANGE_WORDS = (
+    lexicon.BOOK_VERBS | lexicon.CANCEL_VERBS | lexicon.RESCHEDULE_VERBS | LATE_VERBS
+)
+WAITING_WORDS = frozenset({"где", "ждать", "стоять", "подождать", "стоим", "стою"})
+PITCH_VERBS = frozenset(
+    {"мочь", "сделать", "настроить", "привести", "разработать", "предложить"}
 )
 RULE_WORDS = frozenset({"обязательный", "обязательно", "предварительный"})
 REPEAT_MARKERS = frozenset({"опять", "снова", "второй", "третий", "который"})
@@ -130,6 +162,29 @@ class _State:
         ]
 
 
+def _needs_visit(state: _State) -> bool:
+    """The needed thing is a doctor's visit or a consultation, which a
+    client books, rather than a test whose price they ask."""
+    if any(
+        c.tag in ("reschedule", "cancel", "complaint", "spam") and c.weight >= THRESHOLD
+        for c in state.cues
+    ):
+        return False
+    need = state.pending_need
+    clause = [
+        t for t in state.doc.tokens if need is not None and t.clause == need.clause
+    ]
+    lemmas = {t.lemma for t in clause}
+    return bool(
+        lemmas & ({"консультация", "приём", "прием", "врач", "доктор"} | lexicon.STAFF)
+        or any(
+            m.name.startswith(("приём", "консультация", "вызов"))
+            for m in state.services
+            if clause and clause[0].index <= m.start <= clause[-1].index
+        )
+    )
+
+
 def _words(tokens: list[Token]) -> list[Token]:
     return [t for t in tokens if t.kind == "word"]
 
@@ -152,6 +207,44 @@ def _negated(tokens: list[Token], tok: Token, span: int = 2) -> bool:
         if seen >= span:
             break
     return False
+
+
+def _question_clause(sentence: list[Token]) -> int | None:
+    """Clause that ends with the question mark, if the sentence has one."""
+    last_word = None
+    for tok in sentence:
+        if tok.is_word:
+            last_word = tok
+        elif tok.kind == "punct" and "?" in tok.text and last_word is not None:
+            return last_word.clause
+    return None
+
+
+def _asks(sentence: list[Token], tok: Token, is_question: bool) -> bool:
+    """Whether ``tok`` stands in the asking part of a sentence: "мне нужно на
+    наращивание, у вас есть мастер?" states a need before it asks."""
+    if not is_question:
+        return False
+    clause = _question_clause(sentence)
+    if clause is None or clause == tok.clause:
+        return True
+    return any(
+        t.clause == tok.clause and t.lemma in lexicon.QUESTION_WORDS
+        for t in sentence
+        if t.is_word
+    )
+
+
+def _negated_after(words: list[Token], tok: Token) -> bool:
+    """An infinitive negated by a later modal: "отменять не буду",
+    "отменять запись не нужно"."""
+    if tok.pos != "INFN":
+        return False
+    after = [t for t in words if t.index > tok.index and t.clause == tok.clause][:4]
+    return any(
+        first.norm == "не" and second.lemma in NEGATING_MODALS
+        for first, second in zip(after, after[1:], strict=False)
+    )
 
 
 def _is_past(tok: Token) -> bool:
@@ -193,7 +286,9 @@ def _booking_cues(state: _State) -> None:
                 if tok.has("PRTS") or tok.has("PRTF") or _is_past(tok):
                     continue
                 if _negated(sentence, tok, span=3):
-                    state.add("cancel", 1.5, tok)
+                    # "не записываться пока, просто узнать" defers a booking.
+                    if not lemmas & DEFER_WORDS:
+                        state.add("cancel", 1.5, tok)
                     continue
                 state.add("booking", 2.0, tok)
             elif lemma in ("book", "appoint", "reserv", "booking"):
@@ -217,18 +312,28 @@ def _booking_cues(state: _State) -> None:
                     continue
                 state.add("booking", 1.2, tok)
             elif lemma in lexicon.WANT and not _negated(sentence, tok):
-                ahead = words[pos + 1 : pos + 7]
+                # "хочу на маникюр, есть такая услуга?": only this clause
+                # says what is wanted, and "есть" there is "there is".
+                ahead = [
+                    t
+                    for t in words[pos + 1 : pos + 7]
+                    if t.clause == tok.clause and t.norm != "есть"
+                ]
                 ahead_lemmas = {t.lemma for t in ahead}
                 if ahead_lemmas & (lexicon.RESCHEDULE_VERBS | lexicon.CANCEL_VERBS):
                     continue
                 first_verb = next((t for t in ahead if t.pos == "INFN"), None)
                 if first_verb is not None and first_verb.lemma not in (
-                    lexicon.VISIT_VERBS | lexicon.BOOK_VERBS
+                    lexicon.VISIT_VERBS
+                    | lexicon.BOOK_VERBS
+                    | lexicon.COME_VERBS
+                    | {"успеть"}
                 ):
                     # "хочу пожаловаться", "хочу уточнить".
                     continue
                 target = (
-                    ahead_lemmas & (lexicon.VISIT_VERBS | lexicon.BOOK_VERBS)
+                    ahead_lemmas
+                    & (lexicon.VISIT_VERBS | lexicon.BOOK_VERBS | {"успеть"})
                     or ahead_lemmas & lexicon.STAFF
                     or any(m.start > tok.index for m in services)
                     or any(f.start > tok.index for f in new_frags)
@@ -255,7 +360,11 @@ def _booking_cues(state: _State) -> None:
             elif lemma in ("ничего", "что-нибудь", "что-то") and new_frags:
                 if lemmas & {"есть", "нет"}:
                     state.add("booking", 1.5, tok, soft=True)
-            elif lemma in lexicon.NEED and not is_question and not changes:
+            elif (
+                lemma in lexicon.NEED
+                and not _asks(sentence, tok, is_question)
+                and not changes
+            ):
                 if services or lemmas & {"врач", "доктор"}:
                     if new_frags:
                         state.add("booking", 1.2, tok, soft=True)
@@ -263,6 +372,14 @@ def _booking_cues(state: _State) -> None:
                         # Decided later: "нужен анализ крови" after a price
                         # question is the object of that question.
                         state.pending_need = tok
+            elif (
+                lemma == "попасть"
+                and is_question
+                and "как" in lemmas
+                and not _negated(sentence, tok)
+            ):
+                # "как к нему попасть?" asks for a visit.
+                state.add("booking", 1.5, tok, soft=True)
             elif lemma in ("slot", "avail", "available"):
                 state.add("booking", 1.5, tok, soft=True)
 
@@ -287,12 +404,19 @@ def _price_cues(state: _State) -> None:
                     and (nxt.norm == "ли" or nxt.pos == "INFN")
                 ):
                     continue
+                if lemma == "стоить" and (tok.has("1per") or tok.has("2per")):
+                    # "мы у входа стоим" is "стоять" read as "стоить".
+                    continue
                 state.add("price", 2.0, tok)
             elif lemma == "стоять" and any(w.lemma == "сколько" for w in words):
                 state.add("price", 2.0, tok)
             elif lemma == "сколько":
                 prev = words[pos - 1].lemma if pos else ""
                 if prev in ("до", "во", "в"):
+                    continue
+                if prev == "за":
+                    # "за сколько отдаёте абонемент".
+                    state.add("price", 2.0, [words[pos - 1], tok])
                     continue
                 ahead = words[pos + 1 : pos + 4]
                 verbs = [
@@ -312,6 +436,29 @@ def _price_cues(state: _State) -> None:
                 state.add("price", 1.5, tok)
             elif lemma == "по" and nxt is not None and nxt.norm == "чем":
                 state.add("price", 2.0, [tok, nxt])
+            elif (
+                lemma == "по" and nxt is not None and nxt.lemma in ("деньга", "деньги")
+            ):
+                # "сколько по времени и по деньгам".
+                state.add("price", 2.0, [tok, nxt])
+            elif (
+                lemma == "сумма"
+                and is_question
+                and pos
+                and (words[pos - 1].lemma in ("какой", "сколько"))
+            ):
+                state.add("price", 2.0, [words[pos - 1], tok])
+            elif (
+                lemma in ("бесплатный", "бесплатно")
+                and is_question
+                and not {t.lemma for t in words} & FIX_VERBS
+            ):
+                state.add("price", 1.5, tok)
+            elif (lemma in INSURANCE_WORDS or tok.norm in INSURANCE_WORDS) and (
+                is_question
+            ):
+                # Payment by insurance is a payment option.
+                state.add("price", 1.5, tok)
             elif tok.norm == "how" and nxt is not None and nxt.norm == "much":
                 state.add("price", 2.0, [tok, nxt])
 
@@ -327,6 +474,12 @@ def _reschedule_cues(state: _State) -> None:
                     continue
                 # "перезапишусь позже": the client will rebook on their own.
                 if tok.lemma == "перезаписаться" and tok.has("1per"):
+                    continue
+                if (
+                    tok.has("1per")
+                    and tok.has("sing")
+                    and lemmas & {"позже", "потом", "поздний"}
+                ):
                     continue
                 # "опять переносите мне запись": a reproach, not a request.
                 if tok.has("2per") and tok.has("indc") and lemmas & REPEAT_MARKERS:
@@ -348,8 +501,15 @@ def _reschedule_cues(state: _State) -> None:
         c.tag == "cancel" and c.weight >= 2.0 for c in state.cues
     ) or _has_cancel_verb(doc)
     if old and new and not cancel_verbs and state.score("reschedule") < 2.0:
-        tok = doc.tokens[new[0].start]
-        state.add("reschedule", 1.5, tok)
+        state.add("reschedule", 1.5, _fragment_tokens(doc, new[0]))
+
+
+def _fragment_tokens(doc: Doc, frag: Fragment) -> list[Token]:
+    """The new time as the manager should see it: "на 12", "в субботу"."""
+    start = frag.start
+    if start and doc.tokens[start - 1].is_word and doc.tokens[start - 1].pos == "PREP":
+        start -= 1
+    return doc.tokens[start : frag.end + 1]
 
 
 def _cancel_and_rebook(state: _State) -> None:
@@ -367,7 +527,7 @@ def _cancel_and_rebook(state: _State) -> None:
         return
     state.drop("cancel")
     state.drop("booking")
-    state.add("reschedule", 2.0, state.doc.tokens[new[0].start])
+    state.add("reschedule", 2.0, _fragment_tokens(state.doc, new[0]))
 
 
 def _has_cancel_verb(doc: Doc) -> bool:
@@ -393,6 +553,9 @@ def _cancel_cues(state: _State) -> None:
                     # when staff did it.
                     if lemmas & lexicon.STAFF:
                         state.add("complaint", 1.0, tok)
+                    continue
+                if _negated(sentence, tok) or _negated_after(words, tok):
+                    # "не хочу отменять", "отменять не буду": a move instead.
                     continue
                 state.add("cancel", 2.0, tok)
             elif lemma in lexicon.COME_VERBS and _negated(sentence, tok, span=3):
@@ -463,6 +626,8 @@ def _complaint_cues(state: _State) -> None:
                 )
                 if not leftover:
                     state.add("complaint", 1.5, tok)
+                else:
+                    state.add("cancel", 1.5, tok)
             elif lemma == "возврат":
                 state.add("complaint", 0.5, tok)
             elif lemma in ("исправить", "переделать") and lemmas & {
@@ -490,6 +655,10 @@ def _complaint_cues(state: _State) -> None:
             state.add("complaint", 1.0, words[0])
         if "без предупреждения" in text:
             state.add("complaint", 1.0, words[0])
+        waits = [t for t in words if t.lemma in ("ждать", "сидеть") and t.has("1per")]
+        if waits and "уже" in lemmas and lemmas & {"минута", "час"}:
+            # "ждём уже 20 минут": the visit has not started on time.
+            state.add("complaint", 1.5, waits[0])
         if lemmas & REPEAT_MARKERS and (lemmas & {"раз", "подряд", "опять", "снова"}):
             state.add("complaint", 0.5, words[0])
         if (
@@ -508,6 +677,16 @@ def _complaint_cues(state: _State) -> None:
             state.add("complaint", 1.0 if marks >= 2 else 0.5, words[0])
         if "не работает" in text and not is_question:
             state.add("complaint", 0.5, words[0])
+        indignant = [t for t in words if t.lemma in lexicon.INDIGNANT_WORDS]
+        if (
+            is_question
+            and indignant
+            and not _negated(sentence, indignant[0])
+            and len(words) <= 5
+            and all_lemmas & (lexicon.STAFF | PAID_VERBS)
+        ):
+            # "это нормально?" after a description of the service.
+            state.add("complaint", 1.5, indignant[0])
 
 
 def _spam_cues(state: _State) -> None:
@@ -518,7 +697,12 @@ def _spam_cues(state: _State) -> None:
     seen_medium: set[str] = set()
     for pos, tok in enumerate(words):
         lemma = tok.lemma
-        if lemma in lexicon.SPAM_STRONG or tok.norm in lexicon.SPAM_STRONG:
+        parts = set(tok.norm.split("-")) if "-" in tok.norm else set()
+        if (
+            lemma in lexicon.SPAM_STRONG
+            or tok.norm in lexicon.SPAM_STRONG
+            or parts & lexicon.SPAM_STRONG
+        ):
             state.add("spam", 2.5, tok)
         elif (
             lemma in lexicon.SPAM_MEDIUM or tok.norm in lexicon.SPAM_MEDIUM
@@ -549,6 +733,18 @@ def _spam_cues(state: _State) -> None:
             and lemmas & B2B_OBJECTS
         ) or (lemma == "предлагать" and lemmas & B2B_OBJECTS):
             state.add("spam", 2.0, tok)
+        elif (
+            tok.pos == "VERB"
+            and tok.has("1per")
+            and not tok.has("past")
+            and lemma in PITCH_VERBS
+            and lemmas & B2B_OBJECTS
+            and "ваш" in lemmas
+        ):
+            # "могу сделать ваш сайт первым в поиске": a one-person pitch.
+            state.add("spam", 2.0, tok)
+        if lemma in lexicon.JOB_TITLES and _offers_labour(words, pos):
+            state.add("spam", 2.5, tok)
     if (
         words
         and words[0].lemma in lexicon.FAMILY_CALL
@@ -561,7 +757,31 @@ def _spam_cues(state: _State) -> None:
     ):
         state.add("spam", 2.0, words[0])
     if "это ты" in " ".join(norms):
-        state.add("spam", 1.5, words[0])
+        this = norms.index("это") if "это" in norms else 0
+        state.add("spam", 1.5, words[this : this + 2])
+    informal = [t for t in words if t.norm in ("ты", "тебя", "тебе", "тобой")]
+    we_wait = (
+        any(t.pos == "VERB" and t.has("1per") and t.has("plur") for t in words)
+        or "мы" in norms
+    )
+    on_topic = bool(lemmas & lexicon.DOMAIN_LEMMAS)
+    if (
+        informal
+        and (lemmas | set(norms)) & WAITING_WORDS
+        and not state.services
+        and (we_wait or not on_topic)
+    ):
+        # "Маш, ты где? мы у входа" is a message for someone else.
+        state.add("spam", 2.5, informal[0])
+    ad_words = [t for t in words if t.norm in lexicon.ENGLISH_AD_WORDS]
+    if doc.form is not None and doc.form.name:
+        ad_words += [
+            t
+            for t in analyse_name_tokens(doc.form.name)
+            if t.norm in lexicon.ENGLISH_AD_WORDS
+        ]
+    if len(ad_words) >= 2 or (ad_words and "\x00URL\x00" in doc.text):
+        state.add("spam", 2.5, ad_words[0] if ad_words[0] in words else words[0])
     if lemmas & {"check", "перейти"} and lemmas & {"профиль", "мой"}:
         state.add("spam", 2.0, words[0])
     if "\x00URL\x00" in doc.text and lemmas & (
@@ -579,6 +799,22 @@ def _spam_cues(state: _State) -> None:
         name_tokens = analyse_name_tokens(doc.form.name)
         if name_tokens and all(_gibberish(t) for t in name_tokens):
             state.add("spam", 1.5, words[0] if words else doc.tokens[0])
+
+
+def _offers_labour(words: list[Token], pos: int) -> bool:
+    """ "вам требуется уборщица?", "вам не нужен администратор? опыт 3 года":
+    a job title asked about with "вам" and a staffing verb nearby, or with
+    words about shifts and experience."""
+    window = words[max(0, pos - 4) : pos + 1]
+    lemmas = {t.lemma for t in window}
+    norms = {t.norm for t in window}
+    if norms & {"вам", "вы"} and lemmas & lexicon.STAFFING_VERBS:
+        return True
+    # Without "вам": the writer speaks of themselves ("могу", "ищу") and of
+    # shifts or experience.
+    rest = {t.lemma for t in words}
+    first_person = {t.norm for t in words} & {"могу", "готов", "готова", "ищу"}
+    return bool(rest & lexicon.LABOUR_WORDS) and bool(first_person)
 
 
 @lru_cache(maxsize=5_000)
@@ -649,7 +885,10 @@ def _question_cues(state: _State) -> None:
                 continue
             if complaint >= THRESHOLD and (
                 lemmas & lexicon.RHETORICAL
+                or lemmas & lexicon.INDIGNANT_WORDS
                 or not lemmas & (lexicon.QUESTION_WORDS - {"это"})
+                or (len(content) <= 1 and lemmas <= RHETORICAL_SHORT)
+                or lemmas & REMEDY_VERBS
             ):
                 # "Это нормально?" after a complaint is indignation.
                 continue
@@ -663,9 +902,56 @@ def _question_cues(state: _State) -> None:
                 changes = lemmas & (lexicon.RESCHEDULE_VERBS | lexicon.CANCEL_VERBS)
                 if policy and changes:
                     state.add("question", 1.2, words[0])
+                    continue
+                extra = _second_question(words, cue_spans)
+                if extra is not None:
+                    state.add("question", 1.2, extra)
                 continue
             weight = 1.5 if any("?" in t.text for t in unit) else 1.2
-            state.add("question", weight, words[0])
+            state.add("question", weight, _question_evidence(words, content))
+
+
+def _second_question(
+    words: list[Token], cue_spans: list[tuple[int, int]]
+) -> Token | list[Token] | None:
+    """A question of its own beside a price or booking cue: "сколько стоит и
+    какие анализы нужны", "сколько по времени и по деньгам"."""
+    for pos, tok in enumerate(words):
+        if any(s <= tok.index <= e for s, e in cue_spans):
+            continue
+        if tok.lemma in ("какой", "где", "кто", "куда") and pos > 0:
+            if words[pos - 1].norm in ("и", "а"):
+                return tok
+        if tok.lemma == "длиться":
+            return tok
+        if (
+            tok.lemma == "сколько"
+            and pos + 2 < len(words)
+            and words[pos + 1].norm == "по"
+            and words[pos + 2].lemma == "время"
+        ):
+            return words[pos : pos + 3]
+    return None
+
+
+def _question_evidence(words: list[Token], content: list[Token]) -> Token | list[Token]:
+    """The words a manager would see as the question: a question word ("где",
+    "можно ли"), else the predicate ("работаете"), else the first content
+    word that is neither a name nor a date."""
+    for pos, tok in enumerate(words):
+        if tok.lemma == "ли":
+            return words[max(0, pos - 1) : pos + 1]
+        if tok.lemma in lexicon.QUESTION_WORDS and tok.lemma != "это":
+            return tok
+    plain = [
+        t
+        for t in content
+        if not (t.has("Name") or t.has("Surn")) and t.lemma not in TIME_LEMMAS
+    ]
+    for tok in plain:
+        if tok.pos in ("VERB", "INFN", "PRED", "ADJS", "PRTS"):
+            return tok
+    return plain[0] if plain else (content or words)[0]
 
 
 def _question_units(sentence: list[Token]) -> list[list[Token]]:
@@ -684,10 +970,12 @@ def _question_units(sentence: list[Token]) -> list[list[Token]]:
     pending: list[Token] = []
     for clause in clauses:
         words = _words(clause)
-        stands_alone = any(
+        # "..., если брать 10 штук?" only qualifies the question before it.
+        condition = bool(words) and words[0].norm in ("если", "чтобы")
+        stands_alone = not condition and any(
             t.lemma in lexicon.QUESTION_WORDS
             or (
-                t.pos in ("VERB", "INFN", "PRED", "ADJS")
+                t.pos in ("VERB", "INFN", "PRED", "ADJS", "PRTS")
                 and t.lemma not in lexicon.ASK_VERBS
             )
             or t.norm == "есть"
@@ -756,13 +1044,17 @@ def _off_topic(state: _State) -> None:
     if len(content) < 2:
         return
     lemmas = {t.lemma for t in words}
-    if lemmas & lexicon.DOMAIN_LEMMAS or any(t.lemma in lexicon.STAFF for t in words):
+    if lemmas & (lexicon.DOMAIN_LEMMAS | VISIT_CHANGE_WORDS) or any(
+        t.lemma in lexicon.STAFF for t in words
+    ):
         return
     if any(f.role == "new" and f.day for f in state.fragments):
         return
     # Clients write to a business with "вы"; "ты" means a private chat.
     informal = any(t.norm in ("ты", "тебя", "тебе", "тобой") for t in words)
-    state.add("spam", 2.0 if informal else 1.1, content[0])
+    plain = [t for t in content if not (t.has("Name") or t.has("Surn"))]
+    evidence = next((t for t in plain if t.pos in ("NOUN", "VERB", "INFN")), None)
+    state.add("spam", 2.0 if informal else 1.1, evidence or (plain or content)[0])
 
 
 # --- urgency, name -----------------------------------------------------------
@@ -804,6 +1096,10 @@ def _urgency(
                 continue
             score += 2.0
             reasons.append(tok.text.lower())
+        elif lemma in LATE_VERBS and not _is_past(tok):
+            # "опаздываю на 15 минут": the client is on the way now.
+            score += 2.0
+            reasons.append(tok.text.lower())
         elif lemma == "только" and nxt is not None and nxt.norm == "что":
             score += 1.5
             reasons.append("только что")
@@ -816,6 +1112,12 @@ def _urgency(
                 score += 1.5
                 reasons.append("сильная боль")
         elif lemma == "температура":
+            if {t.lemma for t in words} & CHILD_WORDS and not any(
+                later.kind == "num"
+                for later in doc.tokens[tok.index + 1 : tok.index + 4]
+            ):
+                score += 1.5
+                reasons.append("температура у ребёнка")
             for later in doc.tokens[tok.index + 1 : tok.index + 4]:
                 if later.kind == "num":
                     value = float(
@@ -831,7 +1133,7 @@ def _urgency(
             score += 1.5
             reasons.append("кровотечение")
         elif lemma == "уже" and nxt is not None:
-            span = {t.lemma for t in words[pos : pos + 5]}
+            span = {t.lemma for t in words[max(0, pos - 2) : pos + 5]}
             if span & {"минута", "час"} and span & {"сидеть", "ждать", "стоять"}:
                 score += 2.0
                 reasons.append("ждёт сейчас")
@@ -841,6 +1143,11 @@ def _urgency(
 def _name(doc: Doc) -> str | None:
     if doc.form is not None and doc.form.name:
         tokens = analyse_name_tokens(doc.form.name)
+        if len(tokens) > 1:
+            # "ФИО: Кузнецова Мария Ивановна": the first name is not first.
+            given = [t for t in tokens if _could_be_name(t) and not t.has("Surn")]
+            if given:
+                tokens = given
         if tokens:
             first = tokens[0]
             if _gibberish(first):
@@ -862,6 +1169,10 @@ def _name(doc: Doc) -> str | None:
         if prev == "is" and prev2 == "name" and tok.latin:
             return _title(tok.text)
 
+    first_name = _leading_name(doc)
+    if first_name is not None:
+        return first_name
+
     # Signature: the last words of the message, skipping surnames and
     # patronymics, contacts and punctuation.
     tail = [t for t in doc.tokens if t.kind not in ("punct", "mask", "other")]
@@ -880,6 +1191,9 @@ def _name(doc: Doc) -> str | None:
             continue
         if _could_be_name(tok, nominative=True) and tok.cap:
             before = words[words.index(tok) - 1] if words.index(tok) else None
+            if tok.index and doc.tokens[tok.index - 1].sent != tok.sent:
+                # "... в четверг к 11. Ольга": a sentence break, not "к Ольге".
+                before = None
             if before is not None and (
                 before.norm in ("зовут", "к", "с", "у", "для", "от")
                 or before.lemma in lexicon.STAFF
@@ -891,6 +1205,21 @@ def _name(doc: Doc) -> str | None:
         checked += 1
         if checked >= 2:
             break
+    return None
+
+
+def _leading_name(doc: Doc) -> str | None:
+    """A name as the first word, set apart: "Маша. хочу перенести ...",
+    "Анна +7 999 ... перезвонить". A name followed by a comma is usually
+    an address to someone, so it is not taken."""
+    tokens = [t for t in doc.tokens if t.kind != "other"]
+    if len(tokens) < 3 or not tokens[0].is_word:
+        return None
+    first, nxt = tokens[0], tokens[1]
+    if not first.cap or not _could_be_name(first, nominative=True):
+        return None
+    if nxt.kind == "mask" or (nxt.kind == "punct" and nxt.text[0] in ".\n"):
+        return _title(first.text)
     return None
 
 
@@ -932,6 +1261,12 @@ class OfflineEngine:
         doc = analyse(text or "")
 
         if not any(t.kind in ("word", "num", "time", "date") for t in doc.tokens):
+            form = doc.form
+            if form is not None and (form.name or form.has_phone):
+                if form.name and _name(doc) is None:
+                    # "Имя: asdfgh": a test or a bot, not a callback request.
+                    return _fallback("Заявка без осмысленного имени: нужна проверка.")
+                return _callback_form(doc)
             return _fallback("Пустое сообщение: намерение не определить.")
         if doc.script == "other":
             return _fallback("Текст на незнакомом языке: нужна проверка человеком.")
@@ -957,7 +1292,10 @@ class OfflineEngine:
             ]
         _question_cues(state)
         if state.pending_need is not None:
-            if max(state.score(t) for t in INTENTS) < THRESHOLD:
+            others = max(state.score(t) for t in INTENTS if t != "question")
+            if others < THRESHOLD or _needs_visit(state):
+                # "вы сегодня работаете? нужен терапевт": the question is
+                # about getting the visit, so the need is a booking.
                 state.add("booking", 1.2, state.pending_need, soft=True)
         _form_cues(state)
         _callback_cues(state)
@@ -1013,7 +1351,9 @@ class OfflineEngine:
             engine="offline",
             explanation=_explain(state, tags, urgent, urgent_reasons, fallback),
         )
-        result.needs_review = result.decision_confidence() < LOW_CONFIDENCE
+        result.needs_review = (
+            result.decision_confidence() < LOW_CONFIDENCE or _ambiguous(scores, tags)
+        )
         return result
 
     @staticmethod
@@ -1026,6 +1366,35 @@ class OfflineEngine:
             return ["spam"]
         tags = [t for t in INTENTS if t != "spam" and scores[t] >= THRESHOLD]
         return tags or ["question"]
+
+
+REVIEW_NEAR_MISS = 0.6
+CONFLICTING = (
+    ("cancel", "booking"),
+    ("cancel", "reschedule"),
+    ("complaint", "booking"),
+)
+
+
+def _ambiguous(scores: dict[str, float], tags: list[str]) -> bool:
+    """Cases where the rules often err although each chosen tag looks sure.
+
+    Spam that competes with a real intent (an ad quoting prices, a job
+    seeker asking a question), tags that rarely go together, and an intent
+    that fell just short of the threshold are shown to a person.
+    """
+    chosen = set(tags)
+    if "spam" in chosen:
+        return max(scores[t] for t in INTENTS if t != "spam") >= THRESHOLD
+    if scores["spam"] >= REVIEW_NEAR_MISS:
+        return True
+    if any(a in chosen and b in chosen for a, b in CONFLICTING):
+        return True
+    return any(
+        REVIEW_NEAR_MISS <= scores[t] < THRESHOLD
+        for t in INTENTS
+        if t not in chosen and t != "spam"
+    )
 
 
 def _focus(state: _State, tags: list[str]) -> tuple[int, int] | None:
@@ -1065,6 +1434,26 @@ def _explain(
     if urgent and urgent_reasons:
         sentence += f" Срочно: «{urgent_reasons[0]}»."
     return sentence.strip()
+
+
+def _callback_form(doc: Doc) -> Classification:
+    """A form with a name or a phone and nothing else asks for a call back,
+    which the dataset treats as a booking request."""
+    name = _name(doc)
+    confidence = {tag: 0.05 for tag in INTENTS}
+    confidence["booking"] = round(confidence_from_score(1.3), 3)
+    confidence["urgent"] = 0.05
+    result = Classification(
+        tags=["booking"],
+        urgent=False,
+        name=name,
+        service=_form_service(doc),
+        confidence=confidence,
+        engine="offline",
+        explanation="Заявка без комментария: просьба перезвонить.",
+    )
+    result.needs_review = result.decision_confidence() < LOW_CONFIDENCE
+    return result
 
 
 def _fallback(reason: str) -> Classification:

@@ -19,6 +19,7 @@ from .text import Token, analyse, resources
 
 CATALOG_PATH = Path(__file__).with_name("services.json")
 MAX_GAP = 2
+BEAUTY_LOOKS = frozenset({"вечерняя причёска", "макияж"})
 
 SPECIALISTS = frozenset(
     {
@@ -244,7 +245,7 @@ def _resolve_overlaps(matches: list[ServiceMatch]) -> list[ServiceMatch]:
     """Keep the most specific of overlapping matches ("мужская стрижка" over
     "стрижка"); ties go to the earlier, then the tighter match."""
     ordered = sorted(
-        matches, key=lambda m: (-m.elements, m.start, m.end - m.start, -m.tier)
+        matches, key=lambda m: (-m.elements, -m.tier, m.start, m.end - m.start)
     )
     kept: list[ServiceMatch] = []
     for match in ordered:
@@ -252,6 +253,44 @@ def _resolve_overlaps(matches: list[ServiceMatch]) -> list[ServiceMatch]:
             continue
         kept.append(match)
     return sorted(kept, key=lambda m: m.start)
+
+
+def _prefer_specific(matches: list[ServiceMatch]) -> list[ServiceMatch]:
+    """Drop a service that a more specific one named elsewhere in the text
+    contains: "на стрижку ... детская стрижка" is "детская стрижка"."""
+    names = {m.name for m in matches}
+    return [
+        m
+        for m in matches
+        if not any(m.name != other and m.name in other.split() for other in names)
+        or m.tier == 3
+    ]
+
+
+def _names_manicure(tokens: list[Token]) -> bool:
+    return any(t.norm.startswith(("маникюр", "manicure")) for t in tokens if t.is_word)
+
+
+def _joined_pair(tokens: list[Token], matches: list[ServiceMatch]) -> str | None:
+    """Two procedures joined by "и" ("стрижку и окрашивание") are both kept,
+    as the dataset writes "маникюр и педикюр"."""
+    by_index = {t.index: t for t in tokens}
+    procedures = [m for m in matches if m.tier >= 2]
+    for first, second in zip(procedures, procedures[1:], strict=False):
+        if first.name == second.name:
+            continue
+        between = [
+            by_index[i]
+            for i in range(first.end + 1, second.start)
+            if i in by_index and by_index[i].kind != "space"
+        ]
+        # "стрижку кончиков и ботокс": one qualifying word may come first.
+        # A "+" lists parts of one visit and keeps the first, as the
+        # dataset does ("стрижка + укладка" -> "стрижка").
+        if between and between[-1].norm == "и" and len(between) <= 2:
+            if len(between) == 1 or between[0].is_word:
+                return f"{first.name} и {second.name}"
+    return None
 
 
 @lru_cache(maxsize=2_000)
@@ -271,10 +310,20 @@ def pick_service(
     """
     matches = _resolve_overlaps(match_services(tokens))
     matches = _topic_of_consultation(tokens, matches)
+    matches = _prefer_specific(matches)
     names = {m.name for m in matches}
 
-    if "маникюр" in names and "педикюр" in names:
+    if "маникюр" in names and "педикюр" in names and _names_manicure(tokens):
         return "маникюр и педикюр"
+    if "педикюр" in names:
+        # "педикюр с покрытием": the coating is part of the pedicure.
+        matches = [m for m in matches if m.name != "маникюр"]
+    if names & BEAUTY_LOOKS:
+        # "причёска + макияж, и пробный": a trial of the look, not a class.
+        matches = [m for m in matches if m.name != "пробное занятие"]
+    pair = _joined_pair(tokens, matches)
+    if pair is not None:
+        return pair
     top = [m for m in matches if m.tier == 3]
     if top:
         return top[0].name

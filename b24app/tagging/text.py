@@ -422,9 +422,41 @@ def cap_text(text: str) -> tuple[str, bool]:
     return text[:MAX_TEXT_CHARS] + "\n" + text[-TAIL_CHARS:], True
 
 
+_INLINE_KEYS = sorted(
+    FORM_NAME_KEYS | FORM_CONTACT_KEYS | FORM_SERVICE_KEYS | FORM_OTHER_KEYS,
+    key=len,
+    reverse=True,
+)
+_INLINE_FIELD_RE = re.compile(
+    r"\s*(?:\|\s*)?(?<![\w.-])(?=(?:"
+    + "|".join(re.escape(k) for k in _INLINE_KEYS)
+    + r")\s*:)",
+    re.IGNORECASE,
+)
+_FORM_START_RE = re.compile(
+    r"^\s*(?:" + "|".join(re.escape(k) for k in _INLINE_KEYS) + r")\s*:",
+    re.IGNORECASE,
+)
+
+
+def _split_inline_fields(text: str) -> str:
+    """Put each field of a one-line form ("Имя: Сергей Комментарий: ...") on
+    its own line, so one-line and multi-line forms parse alike."""
+    if not _FORM_START_RE.match(text):
+        return text
+    lines = []
+    for line in text.split("\n"):
+        parts = [part for part in _INLINE_FIELD_RE.split(line) if part.strip(" |")]
+        if parts:
+            lines.extend(part.strip() for part in parts)
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def parse_form(text: str) -> tuple[str, FormFields | None]:
     """Split "Key: value" web-form lines; return the text to classify."""
-    lines = text.split("\n")
+    lines = _split_inline_fields(text).split("\n")
     matches = [FORM_LINE_RE.match(line) for line in lines]
     known = 0
     for m in matches:
@@ -446,7 +478,7 @@ def parse_form(text: str) -> tuple[str, FormFields | None]:
             kept.append("")
         elif key in FORM_CONTACT_KEYS:
             form.has_phone = form.has_phone or bool(
-                MASK_PHONE in value or re.search(r"\d{5}", value)
+                MASK_PHONE in value or len(_DIGIT_RE.findall(value)) >= 7
             )
             kept.append("")
         elif key in FORM_SERVICE_KEYS:

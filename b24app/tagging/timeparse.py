@@ -103,6 +103,7 @@ HOUR_PREPS = frozenset({"в", "к", "на", "после", "около", "с", "a
 HOUR_NOUNS = frozenset({"час", "часик", "ч", "утро", "вечер", "день", "ночь"})
 DAY_ORDINAL_SUFFIXES = ("-го", "го", "-е", "е", "-ое", "ое", "-ого", "ого")
 # Past forms that describe the present: "места остались?".
+DURATION_UNITS = frozenset({"минута", "минутка", "мин", "секунда", "полчаса"})
 STATE_VERBS = frozenset({"остаться", "освободиться", "появиться", "найтись"})
 UNIT_ABBREVIATIONS = frozenset(
     {"см", "мм", "м", "кг", "км", "г", "руб", "р", "т", "тыс", "шт", "мл", "л"}
@@ -414,6 +415,9 @@ class _Scanner:
 
     def _hour_word_context(self, i: int) -> bool:
         prev, nxt = self.lemma(i - 1), self.lemma(i + 1)
+        if self.lemma(i) == "один" and nxt == "день":
+            # "всё в один день" is a count of days, not one o'clock.
+            return False
         if nxt in HOUR_NOUNS or prev in ("час", "часик"):
             return True
         if prev in ("в", "на", "к", "около") and self.lemma(i - 2) in ("час", "часик"):
@@ -521,6 +525,9 @@ class _Scanner:
             )
         ):
             return 1
+        if prev in HOUR_PREPS and prev2 in DURATION_UNITS:
+            # "опаздываю минут на 20" is a duration, not 20:00.
+            return 1
         if prev in HOUR_PREPS or prev in ("час", "часик") or nxt_is_time_word:
             if prev == "до" or (prev in ("час", "часик") and prev2 == "до"):
                 return 1
@@ -562,6 +569,7 @@ def _group(doc: Doc, comps: list[Component]) -> list[Fragment]:
             or (comp.day is not None and current.day is not None)
             or (comp.hour is not None and current.hour is not None)
             or (comp.shift_days is not None and current.has_content)
+            or (current is not None and _new_hour_for_old(doc, current, comp))
         )
         if starts_new:
             if comp.period and comp.day is None and comp.hour is None:
@@ -597,6 +605,20 @@ def _group(doc: Doc, comps: list[Component]) -> list[Fragment]:
         prev = doc.tokens[frag.start - 1] if frag.start > 0 else None
         frag.prep = prev.lemma if prev is not None and prev.kind == "word" else ""
     return [f for f in fragments if f.has_content]
+
+
+def _new_hour_for_old(doc: Doc, current: Fragment, comp: Component) -> bool:
+    """ "перенести завтрашнюю тренировку на 19:00": the hour after "на" is
+    the new time of the visit named just before it, not part of it."""
+    if not current.old_ref or comp.hour is None or comp.index == 0:
+        return False
+    if doc.tokens[comp.index - 1].norm != "на":
+        return False
+    sentence = _sentence_tokens(doc, current.start)
+    return any(
+        t.lemma in lexicon.RESCHEDULE_VERBS and t.index < current.start
+        for t in sentence
+    )
 
 
 def _sentence_period(doc: Doc, frag: Fragment) -> str:
@@ -652,6 +674,15 @@ def _negated_come(tokens: list[Token], i: int) -> bool:
     return "не" in window
 
 
+def _mentions_change(doc: Doc) -> bool:
+    """A cancel verb or a negated visit verb anywhere in the message."""
+    tokens = doc.tokens
+    return any(
+        t.is_word and (_is_cancel_verb(t) or _negated_come(tokens, i))
+        for i, t in enumerate(tokens)
+    )
+
+
 def _assign_role(doc: Doc, frag: Fragment, reschedule: bool) -> str:
     tokens = doc.tokens
     if frag.skip or frag.prep in ("до", "until", "before", "по"):
@@ -660,7 +691,9 @@ def _assign_role(doc: Doc, frag: Fragment, reschedule: bool) -> str:
         nxt = tokens[frag.end + 1] if frag.end + 1 < len(tokens) else None
         if nxt is not None and nxt.lemma in GREETING_AFTER_C:
             return "skip"
-    if frag.old_ref:
+    if frag.old_ref and (reschedule or _mentions_change(doc)):
+        # "сегодняшний сайкл" names a booked visit only when it is moved or
+        # cancelled; otherwise it is the class the client wants.
         return "old"
     if reschedule and frag.prep in ("с", "со", "from"):
         return "old"
@@ -669,14 +702,16 @@ def _assign_role(doc: Doc, frag: Fragment, reschedule: bool) -> str:
     if any(t.lemma in ("записать", "записаться") and t.has("past") for t in clause):
         return "old"
 
+    # A day the client refuses in its own clause ("на сб не успеваю") is the
+    # old one even after "перенести".
+    for pos, tok in enumerate(clause):
+        if _is_cancel_verb(tok) or _negated_come(clause, pos):
+            return "old"
+
     sentence = _sentence_tokens(doc, frag.start)
     before = [t for t in sentence if t.index < frag.start]
     if any(t.lemma in lexicon.RESCHEDULE_VERBS for t in before):
         return "new"
-
-    for pos, tok in enumerate(clause):
-        if _is_cancel_verb(tok) or _negated_come(clause, pos):
-            return "old"
     lemmas = {t.lemma for t in clause}
     norms = {t.norm for t in clause}
     if any(t.lemma in ("записать", "записаться") and t.has("past") for t in clause):
@@ -689,6 +724,7 @@ def _assign_role(doc: Doc, frag: Fragment, reschedule: bool) -> str:
         nearest is not None
         and (nearest.has("past") or nearest.has("PastAlt"))
         and nearest.lemma not in STATE_VERBS
+        and nearest.lemma not in lexicon.HOURS_WORDS
     ):
         wish = nearest.lemma in lexicon.WANT or "бы" in norms
         if not wish:

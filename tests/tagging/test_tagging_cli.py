@@ -140,3 +140,63 @@ def test_cli_model_engine_uses_server(
     }
     record = json.loads(_run(str(path), "--engine", "model", env=env).stdout)
     assert record["engine"] == "model"
+
+
+def _labelled(**changes) -> str:
+    record = dict(GOOD, tags=["booking"], urgent=False, name=None, service="маникюр")
+    record.update(changes)
+    return json.dumps(record, ensure_ascii=False)
+
+
+def test_cli_eval_no_labels_exit_code(tmp_path: Path) -> None:
+    path = _write(tmp_path, [json.dumps(GOOD, ensure_ascii=False)])
+    assert _run(str(path), "--eval").exit_code == 2
+
+
+def test_cli_eval_empty_file_exit_code(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("", encoding="utf-8")
+    assert _run(str(path), "--eval").exit_code == 2
+
+
+def test_cli_empty_file_warns(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n\n", encoding="utf-8")
+    assert "no records" in _run(str(path)).stderr
+
+
+def test_cli_empty_file_exit_code(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("", encoding="utf-8")
+    assert _run(str(path)).exit_code == 0
+
+
+def test_cli_eval_unknown_tag_warns(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_labelled(), _labelled(id="a2", tags=["bookng"])])
+    assert "unknown tag(s) 'bookng'" in _run(str(path), "--eval").stderr
+
+
+def test_cli_eval_unknown_tag_is_not_scored(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_labelled(), _labelled(id="a2", tags=["bookng"])])
+    assert "records             1" in _run(str(path), "--eval").stdout
+
+
+def test_cli_eval_duplicate_id_warns(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_labelled(), _labelled()])
+    assert "duplicate id 'a1' (first on line 1)" in _run(str(path), "--eval").stderr
+
+
+def test_cli_eval_duplicate_id_exit_code(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_labelled(), _labelled()])
+    assert _run(str(path), "--eval").exit_code == 1
+
+
+def test_cli_eval_small_file_macro_f1(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_labelled()])
+    assert "macro-F1            1.000" in _run(str(path), "--eval").stdout
+
+
+def test_cli_missing_received_at_warns_once(tmp_path: Path) -> None:
+    lines = [json.dumps({"id": n, "text": "Сколько стоит УЗИ?"}) for n in (1, 2, 3)]
+    path = _write(tmp_path, lines)
+    assert _run(str(path)).stderr.count("current time") == 1

@@ -88,3 +88,24 @@ def test_evaluate_service_normalised() -> None:
 def test_format_table_lists_macro_f1() -> None:
     gold = [{"tags": ["booking"], "urgent": False}]
     assert "macro-F1" in format_table(evaluate(gold, gold))
+
+
+def test_evaluate_macro_f1_skips_unsupported() -> None:
+    gold = [{"tags": ["booking"], "urgent": False}]
+    assert evaluate(gold, gold)["macro_f1"] == 1.0
+
+
+def test_evaluate_tag_without_support_has_no_f1() -> None:
+    gold = [{"tags": ["booking"], "urgent": False}]
+    assert evaluate(gold, gold)["per_tag"]["cancel"]["f1"] is None
+
+
+def test_evaluate_false_alarm_keeps_precision() -> None:
+    gold = [{"tags": ["booking"], "urgent": False}]
+    pred = [{"tags": ["booking", "cancel"], "urgent": False}]
+    assert evaluate(gold, pred)["per_tag"]["cancel"]["precision"] == 0.0
+
+
+def test_format_table_marks_na() -> None:
+    gold = [{"tags": ["booking"], "urgent": False}]
+    assert "n/a" in format_table(evaluate(gold, gold))
