@@ -41,11 +41,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(events.bp)
     app.register_blueprint(placements.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(__import__("handlers.reports", fromlist=["bp"]).bp)
     app.register_blueprint(__import__("handlers.settings", fromlist=["bp"]).bp)
+    app.register_blueprint(__import__("handlers.bot", fromlist=["bp"]).bp)
+    app.register_blueprint(__import__("handlers.reminders", fromlist=["bp"]).bp)
 
     @app.get("/healthz")
     def healthz():
         return {"status": "ok"}
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return "", 204
 
     return app
 

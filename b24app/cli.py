@@ -79,6 +79,7 @@ def sla_due(member_id: str, created: str, tags: tuple[str, ...]) -> None:
 
     from b24app import portal_settings
     from b24app.models import Portal
+    from b24app.sla import settings as sla_settings
     from b24app.sla.policy import compute_due, ladder_times
 
     try:
@@ -121,7 +122,8 @@ def sla_due(member_id: str, created: str, tags: tuple[str, ...]) -> None:
                 "human_due": local(due.human_due),
                 "human_minutes": due.human_seconds / 60,
                 "rule": due.rule,
-                "ladder": [
+                "text": sla_settings.preview(portal, created_at, list(tags))["text"],
+        "ladder": [
                     {"level": level.code, "action": level.action, "at": local(at)}
                     for level, at in ladder_times(due, policy, calendar)
                 ],

@@ -111,7 +111,7 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "CHARTJS_URL": _env_str("OTKLIK_CHARTJS_URL"),
         "BX24_JS_URL": _env_str("OTKLIK_BX24_JS_URL", "//api.bitrix24.com/api/v1/"),
         "WORKER_POLL_SECONDS": _env_float("OTKLIK_WORKER_POLL_SECONDS", 0.2),
-        "SLA_SWEEP_SECONDS": _env_float("OTKLIK_SLA_SWEEP_SECONDS", 10.0),
+        "SLA_SWEEP_SECONDS": _env_float("OTKLIK_SLA_SWEEP_SECONDS", 2.0),
         "RECONCILE_SECONDS": _env_float("OTKLIK_RECONCILE_SECONDS", 600.0),
         "RUN_MIGRATIONS": _env_bool("OTKLIK_RUN_MIGRATIONS", True),
         "LOG_LEVEL": _env_str("OTKLIK_LOG_LEVEL", "INFO"),

@@ -93,7 +93,7 @@ class Portal(Base):
     application_token_enc: Mapped[str | None] = mapped_column(Text)
     token_expires_at: Mapped[datetime]
     token_refreshed_at: Mapped[datetime]
-    # Incremented on every refresh, so a worker that holds an old pair can
+    # Incremented on every refresh, so a worker that has an old pair can
     # tell that another process already rotated it.
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     token_user_id: Mapped[int | None] = mapped_column(Integer)
@@ -238,6 +238,11 @@ class SlaClock(Base):
     responsible_id: Mapped[int | None] = mapped_column(Integer)
 
     lead: Mapped[Lead] = relationship(back_populates="clocks")
+    # Raised by one each time a reassignment restarts the clock, so the ladder
+    # of the new round fires again (its levels are keyed "<code>@<round>").
+    clock_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the periodic reconciliation last compared this lead with the portal.
+    reconciled_at: Mapped[datetime | None]
 
 
 class Escalation(Base):
@@ -261,6 +266,11 @@ class Escalation(Base):
     task_bitrix_id: Mapped[int | None] = mapped_column(Integer)
     task_closed: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(String(500))
+    # Set when the recipient was off work: the step waited until this time.
+    postponed_until: Mapped[datetime | None]
+    # Set when the lead got its answer (or was dropped) while this row holds
+    # an open task; the sweep completes the task from this time on.
+    close_after: Mapped[datetime | None]
 
 
 class TagFeedback(Base):
@@ -277,14 +287,12 @@ class TagFeedback(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class JobRun(Base):
-    """Start and finish of a periodic job, for the KPI tab's health line."""
+# Indexes of the SLA sweep, declared here so that the model classes above keep
+# their original table arguments.
+Index("ix_escalations_pending", Escalation.status, Escalation.locked_until)
+Index("ix_escalations_close_after", Escalation.close_after)
+Index("ix_sla_clocks_reconcile", SlaClock.portal_id, SlaClock.reconciled_at)
 
-    __tablename__ = "job_runs"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    job: Mapped[str] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[datetime | None]
-    items: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(String(500))
+from b24app.kpi import models as kpi_models  # noqa: E402,F401
+from b24app.reminders import models as reminder_models  # noqa: E402,F401

@@ -25,11 +25,7 @@ logger = logging.getLogger(__name__)
 # An update event from the app's own user this soon after the app wrote to
 # the lead is the echo of that write, and needs no reading.
 ECHO_WINDOW = timedelta(seconds=30)
-TYPE_CALL = "2"
-TYPE_EMAIL = "4"
-DIRECTION_OUTGOING = "2"
 OWNER_TYPE_LEAD = "1"
-TOUCH_KINDS = {TYPE_CALL: "call", TYPE_EMAIL: "email"}
 
 MAX_ORDERING_RETRIES = 3
 # Minimum seconds a model is given, even when the bot target is nearly spent.
@@ -384,10 +380,13 @@ def handle_lead_update(
 
     assigned = _int(fields.get("ASSIGNED_BY_ID"))
     if assigned and assigned != lead.assigned_by_id:
-        clocks.reassign(services, portal, lead.id, assigned)
+        moved_at = _parse_time(fields.get("DATE_MODIFY")) or event.received_at
+        clocks.reassign(services, portal, lead.id, assigned, at=moved_at)
         outcome.append("reassigned")
 
     if portal.tag_field and _record_manual_tags(services, portal, lead, fields, event):
+        # A lead taken out of spam gets a clock, and one marked spam loses it.
+        clocks.apply_tags(services, portal, lead.id)
         outcome.append("manual tags")
     return ", ".join(outcome) or "no change"
 
@@ -461,18 +460,9 @@ def handle_activity(
     lead_ids = _lead_bindings(activity)
     if not lead_ids:
         return "skipped: not bound to a lead"
-    if str(activity.get("DIRECTION")) != DIRECTION_OUTGOING:
-        return "skipped: not outgoing"
-
-    kind = _touch_kind(activity)
-    if kind is None:
-        return "skipped: not a communication"
-    at = (
-        (_parse_time(activity.get("START_TIME")) if kind == "call" else None)
-        or _parse_time(activity.get("CREATED"))
-        or event.received_at
-    )
-    author = _int(activity.get("AUTHOR_ID") or activity.get("RESPONSIBLE_ID"))
+    touch = clocks.touch_from_activity(activity)
+    if touch is None:
+        return "skipped: not an outgoing communication"
 
     outcomes = []
     with services.db.session() as session:
@@ -486,20 +476,19 @@ def handle_activity(
     for lead in leads:
         if event.payload.get("has_user_token"):
             clocks.record_touch(
-                services, portal, lead.id, kind=kind, at=at, user_id=author
+                services,
+                portal,
+                lead.id,
+                kind=touch.kind,
+                at=touch.at,
+                user_id=touch.user_id,
             )
-            outcomes.append(f"{kind} touch")
+            outcomes.append(f"{touch.kind} touch")
         else:
             # Robots and bots act with no user token: only the bot tier counts it.
-            clocks.record_bot_reply(services, portal, lead.id, at=at)
+            clocks.record_bot_reply(services, portal, lead.id, at=touch.at)
             outcomes.append("bot reply")
     return ", ".join(outcomes) or "skipped: lead not tracked"
-
-
-def _touch_kind(activity: dict[str, Any]) -> str | None:
-    if str(activity.get("PROVIDER_ID")) == leadtext.OPENLINE_PROVIDER:
-        return "openline"
-    return TOUCH_KINDS.get(str(activity.get("TYPE_ID")))
 
 
 def _lead_bindings(activity: dict[str, Any]) -> list[int]:

@@ -92,3 +92,61 @@ def test_kpi_tab_refuses_foreign_frame(page, app_server, installed, emulator):
     page.wait_for_timeout(500)
     frame = page.frame(name="t")
     assert frame is None or frame.query_selector("#kpi") is None
+
+
+@pytest.fixture
+def november_data(services, installed):
+    from tests.kpi.fixtures import november
+
+    november(services, installed.id)
+    return installed
+
+
+@pytest.mark.browser
+def test_kpi_tab_custom_range_shows_funnel(page, emulator, november_data):
+    page.goto(f"{emulator.base_url}/_emulator/ui/placement/CRM_ANALYTICS_MENU")
+    frame = page.frame_locator("#app-frame")
+    frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+
+    frame.locator("#period").select_option("custom")
+    frame.locator("#from").fill("2026-11-01")
+    frame.locator("#to").fill("2026-11-30")
+    with page.expect_response(
+        lambda r: "from=2026-11-01&to=2026-11-30" in r.url
+    ) as info:
+        frame.locator("#apply-range").click()
+
+    assert info.value.status == 200
+    frame.locator("#conversion", has_text="60 %").wait_for(timeout=5000)
+    assert frame.locator("#no-show").inner_text() == "25 %"
+    assert "bad" in frame.locator("#card-noshow").get_attribute("class")
+    assert "÷" in frame.locator("#card-conversion").get_attribute("title")
+    for canvas in (
+        "#chart-channels",
+        "#chart-managers",
+        "#chart-visits",
+        "#chart-revenue",
+    ):
+        box = frame.locator(canvas).bounding_box()
+        assert box is not None and box["width"] > 100
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_kpi_tab_forecast_hidden_and_import_progress(
+    page, emulator, services, installed
+):
+    from b24app.kpi import history
+
+    history.start_import(services, installed)
+    history.run_import(services, installed, batch_size=1, max_requests=1)
+
+    page.goto(f"{emulator.base_url}/_emulator/ui/placement/CRM_ANALYTICS_MENU")
+    frame = page.frame_locator("#app-frame")
+    frame.locator("#kpi[data-forecast='hidden']").wait_for(timeout=15000)
+    frame.locator("#kpi[data-import='running']").wait_for(timeout=15000)
+
+    assert "28" in frame.locator("#forecast-note").inner_text()
+    assert frame.locator("#import").is_visible()
+    assert frame.locator("#admin").is_visible()
+    assert page.console_errors == []
