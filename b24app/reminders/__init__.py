@@ -1,0 +1,1 @@
+"""Appointment reminders: schedule, channels, consent, replies, A/B tests."""

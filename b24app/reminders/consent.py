@@ -1,0 +1,261 @@
+"""Consent per client and channel, opt-out, and phone numbers.
+
+No consent, no message: the dispatcher calls ``allowed_channels`` before
+every send. An opt-out (a stop word or the signed link) revokes at once and
+stays revoked; only a new explicit agreement grants again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import UTC, datetime
+
+import phonenumbers
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select
+
+from b24app.dbutil import insert_ignore
+from b24app.reminders.config import CHANNELS
+from b24app.reminders.models import Consent
+from b24app.services import Services
+
+logger = logging.getLogger(__name__)
+
+GRANT_SOURCES = ("form", "chat", "import", "telegram", "admin")
+STOP_WORDS = frozenset({"стоп", "stop", "отписаться", "unsubscribe"})
+DEFAULT_REGION = "RU"
+
+
+class ConsentError(ValueError):
+    """A consent request that cannot be recorded as given."""
+
+
+def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
+    """E.164 form of a phone number (``+79161234567``); raises ConsentError."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as err:
+        raise ConsentError("Номер телефона не распознан.") from err
+    if not phonenumbers.is_valid_number(number):
+        raise ConsentError("Номер телефона неверный.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask_phone(phone: str | None) -> str:
+    """Mask a phone for logs and pages: ``+7916*****67``."""
+    if not phone:
+        return ""
+    if len(phone) <= 6:
+        return "*" * len(phone)
+    return phone[:5] + "*" * (len(phone) - 7) + phone[-2:]
+
+
+def is_stop_word(text: str) -> bool:
+    return text.strip().strip(".!").lower() in STOP_WORDS
+
+
+def normalize_address(channel: str, address: str | None) -> str | None:
+    if channel == "sms":
+        return normalize_phone(address or "")
+    if channel == "email":
+        value = (address or "").strip()
+        if "@" not in value or len(value) > 254:
+            raise ConsentError("Адрес почты неверный.")
+        return value
+    if channel == "telegram":
+        value = str(address or "").strip()
+        if not value.lstrip("-").isdigit():
+            raise ConsentError("Нужен числовой идентификатор чата Telegram.")
+        return value
+    return None
+
+
+def grant(
+    services: Services,
+    portal_id: int,
+    contact_key: str,
+    channel: str,
+    *,
+    source: str,
+    address: str | None = None,
+    at: datetime | None = None,
+) -> Consent:
+    """Record an agreement; a client who opted out is granted only explicitly."""
+    if source not in GRANT_SOURCES:
+        raise ConsentError(f"Неизвестный источник согласия: {source}.")
+    normalized = normalize_address(channel, address)
+    now = at or datetime.now(UTC)
+    with services.db.session() as session:
+        insert_ignore(
+            session,
+            Consent,
+            {
+                "portal_id": portal_id,
+                "contact_key": contact_key,
+                "channel": channel,
+                "status": "granted",
+                "source": source,
+                "address": normalized,
+                "granted_at": now,
+                "updated_at": now,
+            },
+            ["portal_id", "contact_key", "channel"],
+        )
+        row = _row(session, portal_id, contact_key, channel)
+        if row.status == "revoked" and source == "import":
+            # An opt-out stands until the client agrees again themselves.
+            raise ConsentError(
+                "Клиент отписался: импорт не возвращает согласие, нужно новое."
+            )
+        row.status = "granted"
+        row.source = source
+        row.address = normalized
+        row.granted_at = now
+        row.revoked_at = None
+        row.revoke_source = None
+        session.flush()
+        session.expunge(row)
+    logger.info(
+        "consent granted",
+        extra={"portal_id": portal_id, "channel": channel, "source": source},
+    )
+    return row
+
+
+def revoke(
+    services: Services,
+    portal_id: int,
+    contact_key: str,
+    channels: tuple[str, ...] | None = None,
+    *,
+    source: str,
+) -> int:
+    """Revoke consent on the given channels (all by default); return how many."""
+    now = datetime.now(UTC)
+    count = 0
+    with services.db.session() as session:
+        query = select(Consent).where(
+            Consent.portal_id == portal_id, Consent.contact_key == contact_key
+        )
+        rows = {row.channel: row for row in session.scalars(query)}
+        for channel in channels or CHANNELS:
+            row = rows.get(channel)
+            if row is None:
+                # Keep the refusal, so a later import cannot silently grant.
+                row = Consent(
+                    portal_id=portal_id,
+                    contact_key=contact_key,
+                    channel=channel,
+                    source=source,
+                )
+                session.add(row)
+            row.status = "revoked"
+            row.revoked_at = now
+            row.revoke_source = source
+            count += 1
+    logger.info("consent revoked", extra={"portal_id": portal_id, "source": source})
+    return count
+
+
+def consents(services: Services, portal_id: int, contact_key: str) -> list[Consent]:
+    with services.db.session() as session:
+        return list(
+            session.scalars(
+                select(Consent).where(
+                    Consent.portal_id == portal_id,
+                    Consent.contact_key == contact_key,
+                )
+            )
+        )
+
+
+def allowed_channels(
+    services: Services, portal_id: int, contact_key: str
+) -> dict[str, str | None]:
+    """Channels the client agreed to, with the address of each."""
+    return {
+        row.channel: row.address
+        for row in consents(services, portal_id, contact_key)
+        if row.status == "granted"
+    }
+
+
+def find_by_address(
+    services: Services, portal_id: int, channel: str, address: str
+) -> Consent | None:
+    with services.db.session() as session:
+        return session.scalars(
+            select(Consent)
+            .where(
+                Consent.portal_id == portal_id,
+                Consent.channel == channel,
+                Consent.address == address,
+            )
+            .order_by(Consent.id.desc())
+        ).first()
+
+
+def _row(session, portal_id: int, contact_key: str, channel: str) -> Consent:
+    return session.scalars(
+        select(Consent)
+        .where(
+            Consent.portal_id == portal_id,
+            Consent.contact_key == contact_key,
+            Consent.channel == channel,
+        )
+        .with_for_update()
+    ).one()
+
+
+# Signed opt-out links
+
+
+def _serializer(services: Services) -> URLSafeSerializer:
+    return URLSafeSerializer(services.config["SECRET_KEY"], salt="otklik-optout")
+
+
+def optout_token(services: Services, portal_id: int, contact_key: str) -> str:
+    return _serializer(services).dumps([portal_id, contact_key])
+
+
+def read_optout_token(services: Services, token: str) -> tuple[int, str]:
+    try:
+        portal_id, contact_key = _serializer(services).loads(token)
+    except (BadSignature, ValueError, TypeError) as err:
+        raise ConsentError("Ссылка повреждена.") from err
+    return int(portal_id), str(contact_key)
+
+
+def optout_url(services: Services, portal_id: int, contact_key: str) -> str:
+    base = services.config.get("PUBLIC_URL", "").rstrip("/")
+    return f"{base}/bot/optout/{optout_token(services, portal_id, contact_key)}"
+
+
+# Short signed codes for Telegram deep links (/start <code>, at most 64 chars)
+
+
+def link_code(services: Services, portal_id: int, contact_key: str) -> str:
+    kind, _, raw_id = contact_key.partition(":")
+    body = f"{portal_id}_{kind[0]}{raw_id}"
+    return f"{body}_{_mac(services, body)}"
+
+
+def read_link_code(services: Services, code: str) -> tuple[int, str]:
+    try:
+        portal_part, key_part, mac = code.split("_")
+    except ValueError as err:
+        raise ConsentError("Код ссылки повреждён.") from err
+    body = f"{portal_part}_{key_part}"
+    if not hmac.compare_digest(mac, _mac(services, body)):
+        raise ConsentError("Код ссылки повреждён.")
+    kind = {"c": "contact", "d": "deal"}.get(key_part[:1])
+    if kind is None or not key_part[1:].isdigit() or not portal_part.isdigit():
+        raise ConsentError("Код ссылки повреждён.")
+    return int(portal_part), f"{kind}:{key_part[1:]}"
+
+
+def _mac(services: Services, body: str) -> str:
+    key = services.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"tg-link:{body}".encode(), hashlib.sha256).hexdigest()[:16]

@@ -1,0 +1,257 @@
+"""Client replies reaching the app: chat-bot events, Telegram, SMS, opt-out links.
+
+Every reply is checked (application token, webhook secret) and stored as
+an inbound event; the worker handles it like a portal event, so a portal
+that is briefly unreachable loses no answer. Message texts are kept in the
+database only, never in logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, jsonify, render_template_string, request
+from sqlalchemy import select, update
+
+from b24app import get_services
+from b24app.crypto import same_secret
+from b24app.dbutil import insert_ignore
+from b24app.models import InboundEvent, Portal
+from b24app.phpform import FormError, parse_nested
+from b24app.reminders import config, consent
+from b24app.reminders.feature import SMS_EVENT, TELEGRAM_EVENT
+from b24app.reminders.models import Delivery
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("bot", __name__, url_prefix="/bot")
+
+# SMS.ru delivery codes: 103 delivered; 104-108, 150 and above failed.
+SMSRU_DELIVERED = {"103"}
+SMSRU_PENDING = {"100", "101", "102"}
+
+OPTOUT_PAGE = """<!doctype html><html lang="ru"><meta charset="utf-8">
+<title>Отписка</title>
+<body style="font-family:sans-serif;max-width:32em;margin:3em auto">
+<h1>{{ title }}</h1><p>{{ text }}</p></body></html>"""
+
+
+def _store(portal_id: int, event: str, key: str, data: dict[str, Any]) -> bool:
+    services = get_services()
+    now = datetime.now(UTC)
+    with services.db.session() as session:
+        inserted = insert_ignore(
+            session,
+            InboundEvent,
+            {
+                "portal_id": portal_id,
+                "event": event,
+                "dedupe_key": hashlib.sha256(f"{event}:{key}".encode()).hexdigest(),
+                "payload": {"data": data, "has_user_token": False},
+                "status": "pending",
+                "attempts": 0,
+                "received_at": now,
+                "next_attempt_at": now,
+            },
+            ["portal_id", "dedupe_key"],
+        )
+    return inserted is not None
+
+
+def _portal(portal_id: int) -> Portal | None:
+    with get_services().db.session() as session:
+        portal = session.get(Portal, portal_id)
+    return portal if portal is not None and portal.is_active else None
+
+
+def _secret_ok(portal: Portal, given: str | None) -> bool:
+    expected = config.settings(portal).get("webhook_secret")
+    return bool(expected) and same_secret(given or "", expected)
+
+
+# Chat-bot events from the portal
+
+
+@bp.post("/events")
+def bot_event():
+    services = get_services()
+    try:
+        body = parse_nested(list(request.form.items(multi=True)))
+    except FormError:
+        return jsonify(error="malformed body"), 400
+    event = str(body.get("event") or "").upper()
+    auth = body.get("auth") if isinstance(body.get("auth"), dict) else {}
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    with services.db.session() as session:
+        portal = session.scalar(
+            select(Portal).where(Portal.member_id == str(auth.get("member_id") or ""))
+        )
+    if portal is None:
+        return jsonify(error="unknown portal"), 404
+    stored = services.application_token(portal)
+    if not stored or not same_secret(str(auth.get("application_token") or ""), stored):
+        return jsonify(error="application token does not match"), 401
+    if not portal.is_active:
+        return jsonify(status="ignored")
+    if event != "ONIMBOTMESSAGEADD":
+        return jsonify(status="ignored")
+
+    params = data.get("PARAMS") or {}
+    user = data.get("USER") or {}
+    bot_id = str(config.settings(portal).get("bot_id") or "")
+    from_client = (
+        str(user.get("IS_CONNECTOR") or "N") == "Y"
+        and str(params.get("FROM_USER_ID")) != bot_id
+    )
+    message_id = str(params.get("MESSAGE_ID") or "")
+    if not message_id.isdigit():
+        return jsonify(error="missing data[PARAMS][MESSAGE_ID]"), 400
+    kept = {
+        "ID": message_id,
+        "FROM_CLIENT": from_client,
+        "PARAMS": {
+            key: params.get(key)
+            for key in ("MESSAGE", "MESSAGE_ID", "DIALOG_ID", "CHAT_ID", "FROM_USER_ID")
+        },
+    }
+    queued = _store(portal.id, event, message_id, kept)
+    return jsonify(status="queued" if queued else "duplicate")
+
+
+# Telegram webhook
+
+
+@bp.post("/telegram/<int:portal_id>")
+def telegram_update(portal_id: int):
+    portal = _portal(portal_id)
+    if portal is None:
+        return jsonify(error="unknown portal"), 404
+    if not _secret_ok(portal, request.headers.get("X-Telegram-Bot-Api-Secret-Token")):
+        return jsonify(error="wrong secret token"), 401
+    update_body = request.get_json(silent=True)
+    if not isinstance(update_body, dict) or not isinstance(
+        update_body.get("update_id"), int
+    ):
+        return jsonify(error="not a Telegram update"), 400
+    kept = {"ID": update_body["update_id"], "update": _telegram_subset(update_body)}
+    _store(portal.id, TELEGRAM_EVENT, str(update_body["update_id"]), kept)
+    return jsonify(ok=True)
+
+
+def _telegram_subset(update_body: dict[str, Any]) -> dict[str, Any]:
+    """Keep only what the reply needs: chat id, text, button data."""
+    result: dict[str, Any] = {}
+    message = update_body.get("message")
+    if isinstance(message, dict):
+        result["message"] = {
+            "chat": {"id": (message.get("chat") or {}).get("id")},
+            "text": message.get("text"),
+        }
+    callback = update_body.get("callback_query")
+    if isinstance(callback, dict):
+        result["callback_query"] = {
+            "id": callback.get("id"),
+            "data": callback.get("data"),
+            "message": {
+                "chat": {
+                    "id": ((callback.get("message") or {}).get("chat") or {}).get("id")
+                }
+            },
+        }
+    return result
+
+
+# SMS provider callbacks
+
+
+@bp.post("/sms/<int:portal_id>/<secret>/reply")
+def sms_reply(portal_id: int, secret: str):
+    """Store an incoming SMS: JSON or form with ``from``, ``text`` and ``id``."""
+    portal = _portal(portal_id)
+    if portal is None or not _secret_ok(portal, secret):
+        return jsonify(error="unknown portal or wrong secret"), 404
+    body = request.get_json(silent=True) if request.is_json else request.form
+    if not body:
+        return jsonify(error="empty body"), 400
+    try:
+        phone = consent.normalize_phone(str(body.get("from") or ""))
+    except consent.ConsentError:
+        return jsonify(error="from is not a phone number"), 400
+    text = str(body.get("text") or "")
+    key = str(body.get("id") or hashlib.sha256(f"{phone}:{text}".encode()).hexdigest())
+    _store(portal.id, SMS_EVENT, key, {"ID": 1, "from": phone, "text": text})
+    return jsonify(status="ok")
+
+
+@bp.post("/sms/<int:portal_id>/<secret>/status")
+def sms_status(portal_id: int, secret: str):
+    """Record delivery reports: SMS.ru's ``data[]`` lines or generic JSON."""
+    portal = _portal(portal_id)
+    if portal is None or not _secret_ok(portal, secret):
+        return jsonify(error="unknown portal or wrong secret"), 404
+    reports: list[tuple[str, str]] = []
+    if request.is_json:
+        body = request.get_json(silent=True) or {}
+        items = body if isinstance(body, list) else [body]
+        for item in items:
+            if isinstance(item, dict) and item.get("id"):
+                state = str(item.get("status") or "").lower()
+                reports.append((f"sms:{item['id']}", state))
+    else:
+        for line in request.form.getlist("data[]"):
+            parts = line.split("\n")
+            if len(parts) >= 3 and parts[0] == "sms_status":
+                code = parts[2].strip()
+                if code in SMSRU_DELIVERED:
+                    state = "delivered"
+                elif code in SMSRU_PENDING:
+                    state = "sent"
+                else:
+                    state = "failed"
+                reports.append((f"smsru:{parts[1].strip()}", state))
+    with get_services().db.session() as session:
+        for ref, state in reports:
+            if state not in ("delivered", "failed"):
+                continue
+            session.execute(
+                update(Delivery)
+                .where(Delivery.portal_id == portal.id, Delivery.provider_ref == ref)
+                .values(
+                    status=state,
+                    error="reported by provider" if state == "failed" else None,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+    # SMS.ru expects the text "100" as the acknowledgement.
+    return "100", 200, {"Content-Type": "text/plain"}
+
+
+# Opt-out link
+
+
+@bp.route("/optout/<token>", methods=["GET", "POST"])
+def optout(token: str):
+    services = get_services()
+    try:
+        portal_id, contact_key = consent.read_optout_token(services, token)
+    except consent.ConsentError:
+        page = render_template_string(
+            OPTOUT_PAGE,
+            title="Ссылка не работает",
+            text="Ссылка повреждена. Ответьте «стоп» на любое наше сообщение.",
+        )
+        return page, 400
+    if _portal(portal_id) is None:
+        return render_template_string(
+            OPTOUT_PAGE, title="Готово", text="Напоминаний больше не будет."
+        )
+    consent.revoke(services, portal_id, contact_key, source="link")
+    logger.info("opt-out by link", extra={"portal_id": portal_id})
+    return render_template_string(
+        OPTOUT_PAGE,
+        title="Вы отписались",
+        text="Напоминаний о записи больше не будет. Записаться можно как обычно.",
+    )

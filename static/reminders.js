@@ -1,0 +1,150 @@
+// Reminders page: reads and saves /api/v1/reminders/settings with the signed
+// token the page was rendered with, previews each template with sample data
+// as the owner types, and lists recent appointments with delivery status.
+(function () {
+  "use strict";
+
+  var root = document.getElementById("reminders");
+  var token = root.dataset.apiToken;
+
+  function $(id) { return document.getElementById(id); }
+
+  function request(method, url, body) {
+    var options = {method: method, headers: {"Authorization": "Bearer " + token}};
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(url, options).then(function (response) {
+      return response.json().then(function (data) {
+        return {ok: response.ok, data: data};
+      });
+    });
+  }
+
+  function hours(schedule, kind) {
+    var step = (schedule || []).filter(function (s) { return s.kind === kind; })[0];
+    return step ? Math.round(step.minutes_before / 60) : "";
+  }
+
+  function fill(data) {
+    var s = data.settings;
+    $("enabled").checked = !!s.enabled;
+    $("confirm-hours").value = hours(s.schedule, "confirm");
+    $("remind-hours").value = hours(s.schedule, "remind");
+    $("quiet-start").value = s.quiet_hours.start;
+    $("quiet-end").value = s.quiet_hours.end;
+    $("address").value = s.address || "";
+    document.querySelectorAll("[data-template]").forEach(function (area) {
+      area.value = s.templates[area.dataset.template] || "";
+      preview(area);
+    });
+    var notes = $("notes");
+    notes.textContent = "";
+    (data.notes || []).forEach(function (text) {
+      var item = document.createElement("li");
+      item.textContent = text;
+      notes.appendChild(item);
+    });
+  }
+
+  function preview(area) {
+    var kind = area.dataset.template;
+    request("POST", root.dataset.previewUrl, {text: area.value}).then(function (r) {
+      var check = r.data.check || {errors: [], warnings: []};
+      document.querySelector('[data-error="templates.' + kind + '"]').textContent =
+        check.errors.join(" ");
+      document.querySelector('[data-warning="' + kind + '"]').textContent =
+        check.warnings.join(" ");
+      document.querySelector('[data-preview="' + kind + '"]').textContent =
+        r.data.text ? "Так увидит клиент: " + r.data.text : "";
+    });
+  }
+
+  function collect() {
+    var schedule = [];
+    [["confirm", "confirm-hours"], ["remind", "remind-hours"]].forEach(function (p) {
+      var value = parseInt($(p[1]).value, 10);
+      if (value > 0) { schedule.push({kind: p[0], minutes_before: value * 60}); }
+    });
+    var templates = {};
+    document.querySelectorAll("[data-template]").forEach(function (area) {
+      if (area.value.trim()) { templates[area.dataset.template] = area.value; }
+    });
+    return {
+      enabled: $("enabled").checked,
+      schedule: schedule,
+      quiet_hours: {start: $("quiet-start").value, end: $("quiet-end").value},
+      address: $("address").value,
+      templates: templates
+    };
+  }
+
+  function save() {
+    $("status").textContent = "";
+    document.querySelectorAll("[data-error]").forEach(function (el) { el.textContent = ""; });
+    request("PUT", root.dataset.apiUrl, collect()).then(function (r) {
+      if (r.ok) {
+        $("status").textContent = "Сохранено";
+        return;
+      }
+      Object.keys(r.data.errors || {}).forEach(function (field) {
+        var el = document.querySelector('[data-error="' + field + '"]');
+        if (el) { el.textContent = r.data.errors[field]; }
+      });
+      $("error").hidden = false;
+      $("error").textContent = r.data.error || "Не сохранено";
+    });
+  }
+
+  function listAppointments() {
+    request("GET", root.dataset.appointmentsUrl).then(function (r) {
+      var body = $("appointments");
+      body.textContent = "";
+      (r.data.appointments || []).forEach(function (a) {
+        var row = document.createElement("tr");
+        var sent = a.deliveries.map(function (d) {
+          return d.channel + ": " + d.status + (d.error ? " (" + d.error + ")" : "");
+        }).join("; ");
+        [new Date(a.starts_at).toLocaleString("ru-RU") + " " + (a.service || ""),
+         a.status, sent || "—"].forEach(function (text) {
+          var cell = document.createElement("td");
+          cell.textContent = text;
+          row.appendChild(cell);
+        });
+        body.appendChild(row);
+      });
+    });
+  }
+
+  function listExperiments() {
+    request("GET", root.dataset.experimentsUrl).then(function (r) {
+      var list = $("experiments");
+      list.textContent = "";
+      (r.data.experiments || []).forEach(function (e) {
+        var item = document.createElement("li");
+        item.textContent = e.name + " — " + e.status + (e.winner ? ", победил " + e.winner : "");
+        list.appendChild(item);
+      });
+    });
+  }
+
+  document.querySelectorAll("[data-template]").forEach(function (area) {
+    var timer = null;
+    area.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () { preview(area); }, 300);
+    });
+  });
+  $("save").addEventListener("click", save);
+  request("GET", root.dataset.apiUrl).then(function (r) {
+    if (!r.ok) {
+      $("error").hidden = false;
+      $("error").textContent = r.data.error;
+      return;
+    }
+    fill(r.data);
+  });
+  listAppointments();
+  listExperiments();
+})();
