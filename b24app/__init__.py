@@ -35,16 +35,28 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         services.db.upgrade()
     app.extensions["otklik"] = services
 
-    from handlers import api, events, install, placements
+    from handlers import (
+        api,
+        bot,
+        events,
+        install,
+        placements,
+        reminders,
+        reports,
+    )
+    from handlers import settings as settings_page
 
-    app.register_blueprint(install.bp)
-    app.register_blueprint(events.bp)
-    app.register_blueprint(placements.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(__import__("handlers.reports", fromlist=["bp"]).bp)
-    app.register_blueprint(__import__("handlers.settings", fromlist=["bp"]).bp)
-    app.register_blueprint(__import__("handlers.bot", fromlist=["bp"]).bp)
-    app.register_blueprint(__import__("handlers.reminders", fromlist=["bp"]).bp)
+    for blueprint in (
+        install.bp,
+        events.bp,
+        placements.bp,
+        api.bp,
+        reports.bp,
+        settings_page.bp,
+        bot.bp,
+        reminders.bp,
+    ):
+        app.register_blueprint(blueprint)
 
     @app.get("/healthz")
     def healthz():

@@ -113,6 +113,9 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "WORKER_POLL_SECONDS": _env_float("OTKLIK_WORKER_POLL_SECONDS", 0.2),
         "SLA_SWEEP_SECONDS": _env_float("OTKLIK_SLA_SWEEP_SECONDS", 2.0),
         "RECONCILE_SECONDS": _env_float("OTKLIK_RECONCILE_SECONDS", 600.0),
+        "KPI_IMPORT_SECONDS": _env_float("OTKLIK_KPI_IMPORT_SECONDS", 30.0),
+        "KPI_RECONCILE_SECONDS": _env_float("OTKLIK_KPI_RECONCILE_SECONDS", 3600.0),
+        "KPI_ROLLUP_SECONDS": _env_float("OTKLIK_KPI_ROLLUP_SECONDS", 600.0),
         "RUN_MIGRATIONS": _env_bool("OTKLIK_RUN_MIGRATIONS", True),
         "LOG_LEVEL": _env_str("OTKLIK_LOG_LEVEL", "INFO"),
     }

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Modules imported by load_features(); each registers its hooks on import.
-FEATURE_MODULES: list[str] = []
+FEATURE_MODULES: list[str] = ["b24app.kpi.feature", "b24app.reminders.feature"]
 
 EventHandler = Callable[..., str]
 InstallStep = Callable[..., None]

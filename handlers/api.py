@@ -6,10 +6,15 @@ from datetime import UTC, date, datetime, timedelta
 from functools import wraps
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import select
 
 from b24app import get_services, portal_settings
-from b24app.kpi.first_response import first_response_report
+from b24app.dbutil import insert_ignore
+from b24app.kpi import exports, history, report, rollup
+from b24app.kpi import settings as kpi_settings
+from b24app.kpi.forecast import forecast
+from b24app.kpi.models import KpiSpend
 from b24app.models import Portal
 from b24app.placement_auth import PlacementDenied, read_api_token
 
@@ -55,18 +60,248 @@ def portal_required(view):
     return wrapper
 
 
+def admin_required(view):
+    """Settings that change what every user sees are for portal admins only."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not g.viewer.is_admin:
+            raise ApiError("only a portal administrator may change this", 403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
 @bp.get("/kpi")
 @portal_required
 def kpi():
-    """First-response KPIs.
+    """All KPIs of a period.
 
     Query: ``period`` (day, week or month: the last N local days up to
     today), or ``from`` and ``to`` (YYYY-MM-DD, inclusive, at most 366
-    days). Response fields: see ``b24app.kpi.first_response``; times in
-    business minutes, shares as fractions 0..1.
+    days). Fields: see docs/kpi.md; times in business minutes, shares as
+    fractions 0..1, money in the deals' currency.
     """
     start, end = _period(portal_settings.timezone(g.portal))
-    return jsonify(first_response_report(get_services(), g.portal, start, end))
+    return jsonify(report.kpi_report(get_services(), g.portal, start, end))
+
+
+REPORT_KINDS = ("kpi", "daily", "weekly", "monthly")
+
+
+def _report(kind: str) -> dict:
+    services, portal = get_services(), g.portal
+    if kind == "kpi":
+        start, end = _period(portal_settings.timezone(portal))
+        return report.kpi_report(services, portal, start, end)
+    day = _day_param(portal_settings.timezone(portal))
+    if kind == "daily":
+        return report.daily_report(services, portal, day)
+    if kind == "weekly":
+        return report.weekly_report(services, portal, day)
+    return report.monthly_report(services, portal, day)
+
+
+@bp.get("/reports/<kind>")
+@portal_required
+def report_json(kind: str):
+    """The daily, weekly or monthly report containing ``date`` (default today)."""
+    if kind not in REPORT_KINDS[1:]:
+        raise ApiError(f"report must be one of {', '.join(REPORT_KINDS[1:])}", 404)
+    return jsonify(_report(kind))
+
+
+@bp.get("/reports/<kind>.<fmt>")
+@portal_required
+def report_download(kind: str, fmt: str):
+    """CSV or XLSX of a report (same query as the JSON form)."""
+    if kind not in REPORT_KINDS:
+        raise ApiError(f"report must be one of {', '.join(REPORT_KINDS)}", 404)
+    if fmt not in ("csv", "xlsx"):
+        raise ApiError("format must be csv or xlsx", 404)
+    data = _report(kind)
+    name = f"otklik-{kind}-{datetime.now(UTC).date().isoformat()}.{fmt}"
+    if fmt == "csv":
+        body = exports.to_csv(data).encode("utf-8-sig")
+        mimetype = "text/csv; charset=utf-8"
+    else:
+        body = exports.to_xlsx(data)
+        mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.get("/kpi/forecast")
+@portal_required
+def kpi_forecast():
+    return jsonify(forecast(get_services(), g.portal))
+
+
+@bp.get("/kpi/import")
+@portal_required
+def import_progress():
+    services = get_services()
+    rate = g.portal.rate_limit or services.config.get("RATE_LIMIT") or 2.0
+    return jsonify(history.progress(services, g.portal, float(rate)))
+
+
+@bp.post("/kpi/import")
+@portal_required
+@admin_required
+def import_start():
+    """Queue the history import; ``{"restart": true}`` reads everything again."""
+    body = _json_body()
+    history.start_import(get_services(), g.portal, restart=bool(body.get("restart")))
+    return import_progress()
+
+
+@bp.get("/kpi/settings")
+@portal_required
+def settings_get():
+    cfg = kpi_settings.load(get_services(), g.portal)
+    return jsonify(
+        {
+            "mapping": cfg.mapping,
+            "targets": cfg.targets,
+            "daily_capacity": cfg.daily_capacity,
+            "owner_email": cfg.owner_email,
+            "presets": kpi_settings.PRESETS,
+            "is_admin": g.viewer.is_admin,
+        }
+    )
+
+
+@bp.put("/kpi/settings")
+@portal_required
+@admin_required
+def settings_put():
+    """Save the funnel mapping, targets, daily capacity and owner e-mail."""
+    body = _json_body()
+    values: dict = {}
+    if "mapping" in body:
+        try:
+            values["mapping"] = kpi_settings.validate_mapping(body["mapping"])
+        except ValueError as err:
+            raise ApiError(str(err)) from err
+    if "targets" in body:
+        targets = body["targets"]
+        if not isinstance(targets, dict) or not all(
+            isinstance(v, int | float) and 0 <= v <= 1e6 for v in targets.values()
+        ):
+            raise ApiError("targets must be an object of non-negative numbers")
+        values["targets"] = targets
+    if "daily_capacity" in body:
+        capacity = body["daily_capacity"]
+        if capacity is not None and (
+            not isinstance(capacity, int) or not 0 <= capacity <= 10000
+        ):
+            raise ApiError("daily_capacity must be an integer 0..10000 or null")
+        values["daily_capacity"] = capacity
+    if "owner_email" in body:
+        email = body["owner_email"]
+        if email is not None and (
+            not isinstance(email, str) or "@" not in email or len(email) > 255
+        ):
+            raise ApiError("owner_email must be an e-mail address or null")
+        values["owner_email"] = email
+    if not values:
+        raise ApiError(
+            "nothing to save: send mapping, targets, daily_capacity or owner_email"
+        )
+    kpi_settings.save(get_services(), g.portal, **values)
+    if "mapping" in values:
+        rollup.invalidate(get_services(), g.portal.id)
+    return settings_get()
+
+
+@bp.get("/kpi/spend")
+@portal_required
+def spend_list():
+    with get_services().db.session() as session:
+        rows = session.scalars(
+            select(KpiSpend)
+            .where(KpiSpend.portal_id == g.portal.id)
+            .order_by(KpiSpend.month.desc(), KpiSpend.channel)
+        ).all()
+        items = [
+            {"month": r.month.isoformat()[:7], "channel": r.channel, "amount": r.amount}
+            for r in rows
+        ]
+    return jsonify({"items": items})
+
+
+@bp.put("/kpi/spend")
+@portal_required
+@admin_required
+def spend_put():
+    """Set one channel's spend in a month: ``{month: YYYY-MM, channel, amount}``."""
+    body = _json_body()
+    try:
+        month = date.fromisoformat(f"{body.get('month')}-01")
+    except (TypeError, ValueError) as err:
+        raise ApiError("month must be YYYY-MM") from err
+    channel = body.get("channel")
+    if not isinstance(channel, str) or not 0 < len(channel) <= 32:
+        raise ApiError("channel must be a name of 1..32 characters")
+    amount = body.get("amount")
+    if not isinstance(amount, int | float) or isinstance(amount, bool) or amount < 0:
+        raise ApiError("amount must be a non-negative number")
+    with get_services().db.session() as session:
+        values = {"portal_id": g.portal.id, "month": month, "channel": channel}
+        if (
+            insert_ignore(
+                session, KpiSpend, values | {"amount": float(amount)}, list(values)
+            )
+            is None
+        ):
+            row = session.scalar(
+                select(KpiSpend).where(
+                    KpiSpend.portal_id == g.portal.id,
+                    KpiSpend.month == month,
+                    KpiSpend.channel == channel,
+                )
+            )
+            row.amount = float(amount)
+    return spend_list()
+
+
+@bp.post("/kpi/feed")
+@portal_required
+@admin_required
+def feed_rotate():
+    """Issue a new secret feed URL; the previous one stops working."""
+    token = exports.rotate_feed(get_services(), g.portal)
+    return jsonify({"url": request.host_url.rstrip("/") + f"/feed/kpi/{token}.csv"})
+
+
+@bp.delete("/kpi/feed")
+@portal_required
+@admin_required
+def feed_revoke():
+    exports.revoke_feed(get_services(), g.portal)
+    return jsonify({"url": None})
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if body is None and request.data:
+        raise ApiError("the body must be JSON")
+    if body is not None and not isinstance(body, dict):
+        raise ApiError("the body must be a JSON object")
+    return body or {}
+
+
+def _day_param(tz: str) -> date:
+    raw = request.args.get("date")
+    if not raw:
+        return datetime.now(UTC).astimezone(ZoneInfo(tz)).date()
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as err:
+        raise ApiError("date must be YYYY-MM-DD") from err
 
 
 def _period(tz: str) -> tuple[date, date]:

@@ -39,6 +39,7 @@ def kpi_tab():
             "kpi.html",
             lang=viewer.language,
             api_token=sign_api_token(services, viewer),
+            is_admin=viewer.is_admin,
             chartjs=_chartjs(),
             timezone=portal_settings.timezone(portal),
         )

@@ -20,6 +20,7 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "user",
     "department",
     "booking",
+    "imbot",
 )
 
 

@@ -262,6 +262,7 @@ def populate(portal: Portal, *, full: bool) -> None:
         )
         if stage != "C1:NEW":
             crm.update_deal(portal, deal_id, {"STAGE_ID": stage}, AUTOMATION)
+    _booking_resources(portal)
     crm.add_deal(
         portal,
         {
@@ -272,3 +273,14 @@ def populate(portal: Portal, *, full: bool) -> None:
         },
         AUTOMATION,
     )
+
+
+def _booking_resources(portal: Portal) -> None:
+    """Two masters in the Booking module, working 10:00-20:00 every day."""
+    from .methods import booking
+
+    for name in ("Мастер Анна", "Мастер Ирина"):
+        resource_id = booking.add_resource(portal, {"name": name, "typeId": 1})
+        portal.booking_resources.data[resource_id]["slotRanges"][0].update(
+            {"from": 10 * 60, "to": 20 * 60}
+        )

@@ -116,6 +116,11 @@ class Portal:
         self.categories = Store(self.lock)
         self.openline_chats = Store(self.lock)
         self.openline_messages = Store(self.lock)
+        # Chat bots, their messages outside open lines, and the Booking module.
+        self.bots = Store(self.lock)
+        self.bot_messages = Store(self.lock)
+        self.bookings = Store(self.lock)
+        self.booking_resources = Store(self.lock)
         self._counters: dict[str, int] = defaultdict(int)
         self._delivered: list[tuple[str, str, int | str]] = []
 
@@ -337,6 +342,93 @@ class Portal:
     def complete_task(self, task_id: int, *, actor_id: int) -> None:
         """Complete a task as the given user."""
         tasks.complete_task(self, int(task_id), self.actor(actor_id))
+
+    # ------------------------------------------------------------ bookings and chats
+
+    def move_deal(
+        self, deal_id: int, stage_id: str, *, actor_id: int | str = "automation"
+    ) -> None:
+        """Move a deal to a stage as a user or as an automation rule."""
+        crm.update_deal(
+            self, int(deal_id), {"STAGE_ID": stage_id}, self.actor(actor_id)
+        )
+
+    def change_deal(
+        self, deal_id: int, fields: Mapping[str, Any], *, actor_id: int | str
+    ) -> None:
+        crm.update_deal(self, int(deal_id), dict(fields), self.actor(actor_id))
+
+    def add_booking_resource(self, name: str, **fields: Any) -> int:
+        from .methods import booking
+
+        return booking.add_resource(self, {"name": name, **fields})
+
+    def create_booking(
+        self,
+        resource_ids: list[int],
+        start: datetime,
+        end: datetime,
+        *,
+        name: str | None = None,
+        deal_id: int | None = None,
+        contact_id: int | None = None,
+        actor_id: int | str | None = None,
+    ) -> int:
+        """Book resources for [start, end); link a deal and a contact if given."""
+        from .methods import booking
+
+        zone = self.config.timezone
+        fields = {
+            "resourceIds": resource_ids,
+            "name": name,
+            "datePeriod": {
+                "from": {"timestamp": int(start.timestamp()), "timezone": zone},
+                "to": {"timestamp": int(end.timestamp()), "timezone": zone},
+            },
+        }
+        return booking.create_booking(
+            self, fields, self.actor(actor_id), deal_id=deal_id, contact_id=contact_id
+        )
+
+    def move_booking(
+        self, booking_id: int, start: datetime, end: datetime, *, actor_id=None
+    ) -> None:
+        from .methods import booking
+
+        zone = self.config.timezone
+        period = {
+            "from": {"timestamp": int(start.timestamp()), "timezone": zone},
+            "to": {"timestamp": int(end.timestamp()), "timezone": zone},
+        }
+        booking.update_booking(
+            self, booking_id, {"datePeriod": period}, self.actor(actor_id)
+        )
+
+    def delete_booking(self, booking_id: int, *, actor_id=None) -> None:
+        from .methods import booking
+
+        booking.delete_booking(self, booking_id, self.actor(actor_id))
+
+    def open_crm_chat(
+        self, entity_type: str, entity_id: int, connector: str = "telegrambot"
+    ) -> int:
+        """Open an open-line chat bound to a deal or contact; return CHAT_ID."""
+        from .methods import openlines
+
+        return openlines.open_crm_chat(
+            self, entity_type, entity_id, connector=connector
+        )
+
+    def client_reply(self, chat_id: int, text: str) -> int:
+        """The client answers in an open-line chat; member bots are told."""
+        from .methods import openlines
+
+        return openlines.client_reply(self, chat_id, text)
+
+    def messages_to_client(self, chat_id: int) -> list[dict]:
+        from .methods import openlines
+
+        return openlines.messages_to_client(self, chat_id)
 
     # ------------------------------------------------------------ app life cycle
 

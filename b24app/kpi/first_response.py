@@ -10,7 +10,10 @@ Definitions (all in the portal's time zone, spam leads left out):
 * answered within SLA: touches made by the due time, over the leads whose
   clock either stopped or passed its due time;
 * open clocks: running and not yet due; breached: due time passed with no
-  touch.
+  touch;
+* bot response time: business minutes from the bot clock's start to the
+  first automatic reply;
+* the same counts by channel and by responsible manager.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from b24app import portal_settings
-from b24app.models import Escalation, Lead, Portal, SlaClock
+from b24app.kpi import rollup
+from b24app.models import Escalation, Lead, Portal
 from b24app.services import Services
 
 ANSWERED_TARGET = 0.95
@@ -57,93 +61,77 @@ def first_response_report(
     """Return the first-response KPIs for ``start``..``end`` (inclusive local days)."""
     now = now or datetime.now(UTC)
     tz = portal_settings.timezone(portal)
-    zone = ZoneInfo(tz)
-    calendar = portal_settings.calendar(portal)
     lower, upper = period_bounds(tz, start, end)
+    found, by_day = rollup.cells(services, portal, start, end, now)
 
     with services.db.session() as session:
-        rows = session.execute(
-            select(Lead, SlaClock)
-            .outerjoin(
-                SlaClock, (SlaClock.lead_id == Lead.id) & (SlaClock.tier == "human")
-            )
+        tasks = session.scalar(
+            select(func.count(Escalation.id))
+            .join(Lead, Escalation.lead_id == Lead.id)
             .where(
-                Lead.portal_id == portal.id,
+                Escalation.portal_id == portal.id,
+                Escalation.action == "task_senior",
+                Escalation.status == "sent",
                 Lead.created_at >= lower,
                 Lead.created_at < upper,
-                Lead.deleted.is_(False),
             )
-        ).all()
-        tasks = len(
-            session.scalars(
-                select(Escalation.id)
-                .join(Lead, Escalation.lead_id == Lead.id)
-                .where(
-                    Escalation.portal_id == portal.id,
-                    Escalation.action == "task_senior",
-                    Escalation.status == "sent",
-                    Lead.created_at >= lower,
-                    Lead.created_at < upper,
-                )
-            ).all()
         )
 
-    days = [(start + timedelta(days=i)) for i in range((end - start).days + 1)]
-    per_day = {d.isoformat(): 0 for d in days}
-    tags: Counter[str] = Counter()
-    response_minutes: list[float] = []
-    counted = answered = within = judged = open_clocks = breached = spam = urgent = 0
-
-    for lead, clock in rows:
-        lead_tags = lead.manual_tags if lead.manual_tags is not None else lead.tags
-        for tag in lead_tags or []:
-            tags[tag] += 1
-        if lead.urgent:
-            tags["urgent"] += 1
-            urgent += 1
-        if "spam" in (lead_tags or []):
-            spam += 1
-            continue
-        counted += 1
-        day = lead.created_at.astimezone(zone).date().isoformat()
-        per_day[day] = per_day.get(day, 0) + 1
-        if lead.first_touch_at is not None:
-            answered += 1
-        if clock is None or clock.state == "cancelled":
-            continue
-        if clock.stopped_at is not None:
-            judged += 1
-            seconds = calendar.business_seconds_between(
-                clock.starts_at, clock.stopped_at
-            )
-            response_minutes.append(seconds / 60)
-            if clock.stopped_at <= clock.due_at:
-                within += 1
-        elif now >= clock.due_at:
-            judged += 1
-            breached += 1
-        else:
-            open_clocks += 1
-
+    whole, _, channels, managers = rollup.summarize(found)
+    counts = whole.counts
+    days = [
+        (start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)
+    ]
+    tags = Counter({k: v for k, v in whole.tags.items() if v})
     return {
         "period": {"from": start.isoformat(), "to": end.isoformat(), "timezone": tz},
-        "leads_total": counted,
-        "spam": spam,
-        "urgent": urgent,
-        "leads_per_day": [{"date": d, "leads": n} for d, n in per_day.items()],
-        "first_response_minutes": {
-            "median": _round(percentile(response_minutes, 0.5)),
-            "p90": _round(percentile(response_minutes, 0.9)),
-            "count": len(response_minutes),
-        },
-        "answered_share": _share(answered, counted),
+        "leads_total": counts["leads"],
+        "spam": counts["spam"],
+        "urgent": counts["urgent"],
+        "leads_per_day": [{"date": d, "leads": by_day.get(d, 0)} for d in days],
+        "first_response_minutes": _minutes(whole.human),
+        "bot_response_minutes": _minutes(whole.bot),
+        "answered_share": _share(counts["answered"], counts["leads"]),
         "answered_target": ANSWERED_TARGET,
-        "within_sla_share": _share(within, judged),
-        "open_clocks": open_clocks,
-        "breached_clocks": breached,
-        "escalation_tasks": tasks,
+        "within_sla_share": _share(counts["within"], counts["judged"]),
+        "open_clocks": counts["open"],
+        "breached_clocks": counts["breached"],
+        "escalation_tasks": int(tasks or 0),
         "tags": dict(tags.most_common()),
+        "booked": counts["booked"],
+        "by_channel": _groups(channels, "other"),
+        "by_manager": _groups(managers, "none"),
     }
+
+
+def _minutes(histogram: Counter[int]) -> dict[str, Any]:
+    return {
+        "median": rollup.percentile_of(histogram, 0.5),
+        "p90": rollup.percentile_of(histogram, 0.9),
+        "count": sum(histogram.values()),
+    }
+
+
+def _groups(groups: dict[str, rollup.Cell], blank: str) -> list[dict[str, Any]]:
+    rows = []
+    for key, cell in groups.items():
+        c = cell.counts
+        if not c["leads"]:
+            continue
+        rows.append(
+            {
+                "key": key or blank,
+                "leads": c["leads"],
+                "booked": c["booked"],
+                "conversion": _share(c["booked"], c["leads"]),
+                "answered_share": _share(c["answered"], c["leads"]),
+                "within_sla_share": _share(c["within"], c["judged"]),
+                "breached": c["breached"],
+                "median_minutes": rollup.percentile_of(cell.human, 0.5),
+                "p90_minutes": rollup.percentile_of(cell.human, 0.9),
+            }
+        )
+    return sorted(rows, key=lambda r: -r["leads"])
 
 
 def _share(part: int, whole: int) -> float | None:

@@ -1,5 +1,15 @@
 """REST method handlers; importing this package registers all of them."""
 
-from . import batch, bindings, crm, im, system, tasks
+from . import batch, bindings, booking, crm, im, imbot, openlines, system, tasks
 
-__all__ = ["batch", "bindings", "crm", "im", "system", "tasks"]
+__all__ = [
+    "batch",
+    "bindings",
+    "booking",
+    "crm",
+    "im",
+    "imbot",
+    "openlines",
+    "system",
+    "tasks",
+]

@@ -13,6 +13,7 @@ from ..fields import (
     LEAD_FIELDS,
     MULTIFIELD_TYPES,
 )
+from ..history import cursor_window
 from ..listing import Page, list_records, project, select_fields
 from ..params import as_dict, as_list, get_param
 from ..registry import CallContext, rest_method
@@ -67,16 +68,22 @@ def lead_list(ctx: CallContext, params: dict) -> Page:
                 view.setdefault(name, [])
         return project(view, names)
 
+    def page(keys) -> Page:
+        with portal.lock:
+            records = [crm.lead_view(portal, key) for key in keys]
+        return Page(
+            *list_records(
+                records,
+                params,
+                field_types=_field_types(LEAD_FIELDS, ufs),
+                tz=portal.tz,
+                transform=render,
+            )
+        )
+
     with portal.lock:
-        records = [crm.lead_view(portal, key) for key in portal.leads.data]
-    rows, total, following = list_records(
-        records,
-        params,
-        field_types=_field_types(LEAD_FIELDS, ufs),
-        tz=portal.tz,
-        transform=render,
-    )
-    return Page(rows, total, following)
+        keys = list(portal.leads.data)
+    return cursor_window(params, keys, page) or page(keys)
 
 
 @rest_method("crm.lead.add", "crm")
@@ -183,16 +190,23 @@ def deal_list(ctx: CallContext, params: dict) -> Page:
     names = select_fields(
         get_param(params, "select"), standard=list(DEAL_FIELDS), user_fields=sorted(ufs)
     )
+
+    def page(keys) -> Page:
+        with portal.lock:
+            records = [crm.deal_view(portal, key) for key in keys]
+        return Page(
+            *list_records(
+                records,
+                params,
+                field_types=_field_types(DEAL_FIELDS, ufs),
+                tz=portal.tz,
+                transform=lambda record: project(record, names),
+            )
+        )
+
     with portal.lock:
-        records = [crm.deal_view(portal, key) for key in portal.deals.data]
-    rows, total, following = list_records(
-        records,
-        params,
-        field_types=_field_types(DEAL_FIELDS, ufs),
-        tz=portal.tz,
-        transform=lambda record: project(record, names),
-    )
-    return Page(rows, total, following)
+        keys = list(portal.deals.data)
+    return cursor_window(params, keys, page) or page(keys)
 
 
 @rest_method("crm.deal.add", "crm")
@@ -248,29 +262,35 @@ def stagehistory_list(ctx: CallContext, params: dict) -> Page:
             "entityTypeId must be 1 (lead) or 2 (deal).",
             argument="entityTypeId",
         )
-    with portal.lock:
-        records = [
-            dict(row)
-            for row in portal.stage_history.data.values()
-            if str(row["ENTITY_TYPE_ID"]) == entity_type
-        ]
-    for row in records:
-        row.pop("ENTITY_TYPE_ID", None)
     select = [str(name).upper() for name in as_list(get_param(params, "select"))]
-    rows, total, following = list_records(
-        records,
-        params,
-        field_types={
-            "ID": "integer",
-            "TYPE_ID": "integer",
-            "OWNER_ID": "integer",
-            "CATEGORY_ID": "integer",
-            "CREATED_TIME": "datetime",
-        },
-        tz=portal.tz,
-        transform=(lambda row: project(row, ["ID", *select])) if select else None,
-    )
-    return Page({"items": rows}, total, following)
+
+    def page(keys) -> Page:
+        with portal.lock:
+            records = [
+                dict(row)
+                for row in (portal.stage_history.data[key] for key in keys)
+                if str(row["ENTITY_TYPE_ID"]) == entity_type
+            ]
+        for row in records:
+            row.pop("ENTITY_TYPE_ID", None)
+        rows, total, following = list_records(
+            records,
+            params,
+            field_types={
+                "ID": "integer",
+                "TYPE_ID": "integer",
+                "OWNER_ID": "integer",
+                "CATEGORY_ID": "integer",
+                "CREATED_TIME": "datetime",
+            },
+            tz=portal.tz,
+            transform=(lambda row: project(row, ["ID", *select])) if select else None,
+        )
+        return Page({"items": rows}, total, following)
+
+    with portal.lock:
+        keys = list(portal.stage_history.data)
+    return cursor_window(params, keys, page) or page(keys)
 
 
 # ---------------------------------------------------------------- activities
@@ -316,28 +336,33 @@ def activity_list(ctx: CallContext, params: dict) -> Page:
         standard=[name for name in ACTIVITY_FIELDS if name not in ACTIVITY_SELECT_ONLY],
         on_request_only=ACTIVITY_SELECT_ONLY,
     )
+
+    def page(keys) -> Page:
+        with portal.lock:
+            records = [crm.copy_record(portal.activities.data[key]) for key in keys]
+        if bindings is not None:
+            records = [r for r in records if _activity_matches_bindings(r, bindings)]
+        return Page(
+            *list_records(
+                records,
+                {**params, "filter": filter_param},
+                field_types={name: spec.type for name, spec in ACTIVITY_FIELDS.items()}
+                | {
+                    "OWNER_TYPE_ID": "integer",
+                    "TYPE_ID": "integer",
+                    "DIRECTION": "integer",
+                    "STATUS": "integer",
+                    "PRIORITY": "integer",
+                },
+                tz=portal.tz,
+                default_order={"START_TIME": "ASC"},
+                transform=lambda record: project(record, names),
+            )
+        )
+
     with portal.lock:
-        records = [
-            crm.copy_record(record) for record in portal.activities.data.values()
-        ]
-    if bindings is not None:
-        records = [r for r in records if _activity_matches_bindings(r, bindings)]
-    rows, total, following = list_records(
-        records,
-        {**params, "filter": filter_param},
-        field_types={name: spec.type for name, spec in ACTIVITY_FIELDS.items()}
-        | {
-            "OWNER_TYPE_ID": "integer",
-            "TYPE_ID": "integer",
-            "DIRECTION": "integer",
-            "STATUS": "integer",
-            "PRIORITY": "integer",
-        },
-        tz=portal.tz,
-        default_order={"START_TIME": "ASC"},
-        transform=lambda record: project(record, names),
-    )
-    return Page(rows, total, following)
+        keys = list(portal.activities.data)
+    return cursor_window(params, keys, page) or page(keys)
 
 
 @rest_method("crm.activity.add", "crm")

@@ -1,0 +1,311 @@
+"""The KPI report of a period and the daily, weekly and monthly reports.
+
+``kpi_report`` is what ``/api/v1/kpi`` returns: the first-response fields
+(unchanged) plus conversion, appointments, retention, acquisition, data
+coverage, daily series for the charts and a traffic light per KPI.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Date, cast, func, literal_column, select
+
+from b24app import portal_settings
+from b24app.kpi import metrics
+from b24app.kpi import settings as kpi_settings
+from b24app.kpi.first_response import first_response_report, period_bounds
+from b24app.kpi.models import KpiDeal
+from b24app.models import Portal
+from b24app.services import Services
+
+
+def local_day(session, column, tz: str, at: datetime):
+    """SQL expression of the local calendar day of a UTC timestamp column."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.timezone(tz, column), Date)
+    # SQLite has no zone database: the zone's offset at the period start is
+    # used for the whole period (Russian zones keep one offset all year).
+    offset = ZoneInfo(tz).utcoffset(at.replace(tzinfo=None)) or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    return func.date(column, f"{minutes:+d} minutes")
+
+
+def _status(value: float | None, target: float | None, *, lower_is_better=False):
+    """Traffic light: good at or past target, warn within 20 % of it, else bad."""
+    if value is None or target is None:
+        return "none"
+    if lower_is_better:
+        if value <= target:
+            return "good"
+        return "warn" if value <= target * 1.2 else "bad"
+    if value >= target:
+        return "good"
+    return "warn" if value >= target * 0.8 else "bad"
+
+
+def kpi_report(
+    services: Services,
+    portal: Portal,
+    start: date,
+    end: date,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    tz = portal_settings.timezone(portal)
+    cfg = kpi_settings.load(services, portal)
+    lower, upper = period_bounds(tz, start, end)
+    report = first_response_report(services, portal, start, end, now=now)
+
+    with services.db.session() as session:
+        visits = metrics.appointments(session, portal.id, cfg, lower, upper)
+        retention = metrics.retention(session, portal.id, cfg, lower, upper, now)
+        acquisition = metrics.acquisition(
+            session, portal.id, cfg, start, end, lower, upper
+        )
+        coverage = metrics.coverage(session, portal.id, cfg, lower, upper)
+        series = deal_series(session, portal.id, cfg, tz, start, end)
+
+    conversion = _conversion(report, cfg)
+    targets = cfg.targets
+    report["answered_target"] = targets.get("answered_share")
+    report.update(
+        {
+            "conversion": conversion,
+            "appointments": visits,
+            "retention": retention,
+            "acquisition": acquisition,
+            "coverage": coverage
+            | {
+                "lead_channel": _lead_channel_share(report),
+                "amount_of_visits": visits["amount_coverage"],
+                "contact_of_visits": visits["contact_coverage"],
+            },
+            "deals_per_day": series,
+            "status": {
+                "answered_share": _status(
+                    report["answered_share"], targets.get("answered_share")
+                ),
+                "first_response_median": _status(
+                    report["first_response_minutes"]["median"],
+                    targets.get("first_response_median_minutes"),
+                    lower_is_better=True,
+                ),
+                "conversion": _status(conversion["rate"], targets.get("conversion")),
+                "no_show_rate": _status(
+                    visits["no_show_rate"],
+                    targets.get("no_show_rate"),
+                    lower_is_better=True,
+                ),
+                "retention": _status(retention["rate"], targets.get("retention_3m")),
+            },
+            "targets": targets,
+            "units": {
+                "times": "business minutes",
+                "shares": "fraction 0..1",
+                "money": "deal currency",
+            },
+        }
+    )
+    return report
+
+
+def _conversion(report: dict[str, Any], cfg) -> dict[str, Any]:
+    """Lead-to-booking conversion from the per-day lead counts (see rollup.py)."""
+
+    def rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {
+                "key": g["key"],
+                "leads": g["leads"],
+                "booked": g["booked"],
+                "rate": g["conversion"],
+            }
+            for g in groups
+        ]
+
+    return {
+        "leads": report["leads_total"],
+        "booked": report["booked"],
+        "rate": metrics.share(report["booked"], report["leads_total"]),
+        "target": cfg.targets.get("conversion"),
+        "range": cfg.targets.get("conversion_range"),
+        "segment": cfg.segment,
+        "by_channel": rows(report["by_channel"]),
+        "by_manager": rows(report["by_manager"]),
+    }
+
+
+def _lead_channel_share(report: dict[str, Any]) -> float | None:
+    known = sum(
+        row["leads"] for row in report["by_channel"] if row["key"] not in ("other",)
+    )
+    return metrics.share(known, report["leads_total"])
+
+
+def deal_series(
+    session, portal_id: int, cfg, tz: str, start: date, end: date
+) -> list[dict[str, Any]]:
+    """Per local day: bookings made, visits, no-shows and revenue due that day."""
+    lower, upper = period_bounds(tz, start, end)
+    days = {
+        (start + timedelta(days=i)).isoformat(): {
+            "date": (start + timedelta(days=i)).isoformat(),
+            "bookings": 0,
+            "visited": 0,
+            "no_show": 0,
+            "cancelled": 0,
+            "revenue": 0.0,
+        }
+        for i in range((end - start).days + 1)
+    }
+    scope = (
+        KpiDeal.portal_id == portal_id,
+        KpiDeal.category_id.in_(cfg.categories or [-1]),
+        KpiDeal.deleted.is_(False),
+    )
+    made_day = local_day(session, KpiDeal.created_at, tz, lower)
+    for day, count in session.execute(
+        select(made_day, func.count())
+        .where(*scope, KpiDeal.created_at >= lower, KpiDeal.created_at < upper)
+        .group_by(made_day)
+    ):
+        key = str(day)[:10]
+        if key in days:
+            days[key]["bookings"] = count
+
+    due_day = local_day(session, KpiDeal.appointment_at, tz, lower)
+    outcome_of = {
+        stage: outcome
+        for outcome in ("visited", "no_show", "cancelled")
+        for stage in cfg.stages(outcome)
+    }
+    if outcome_of:
+        for day, stage, count, amount in session.execute(
+            select(
+                due_day,
+                KpiDeal.stage_id,
+                func.count(),
+                func.coalesce(func.sum(KpiDeal.amount), literal_column("0")),
+            )
+            .where(
+                *scope,
+                KpiDeal.appointment_at >= lower,
+                KpiDeal.appointment_at < upper,
+                KpiDeal.stage_id.in_(list(outcome_of)),
+            )
+            .group_by(due_day, KpiDeal.stage_id)
+        ):
+            key = str(day)[:10]
+            if key not in days:
+                continue
+            outcome = outcome_of[stage]
+            days[key][outcome] += count
+            if outcome == "visited":
+                days[key]["revenue"] = round(days[key]["revenue"] + float(amount), 2)
+    return list(days.values())
+
+
+# Daily, weekly and monthly reports.
+
+
+def daily_report(
+    services: Services, portal: Portal, day: date, now: datetime | None = None
+) -> dict[str, Any]:
+    """Report new leads, answered share, urgent leads, SLA breaches, free slots."""
+    tz = portal_settings.timezone(portal)
+    cfg = kpi_settings.load(services, portal)
+    base = first_response_report(services, portal, day, day, now=now)
+    lower, upper = period_bounds(tz, day, day)
+    with services.db.session() as session:
+        series = deal_series(session, portal.id, cfg, tz, day, day)[0]
+        booked_due = session.scalar(
+            select(func.count()).where(
+                KpiDeal.portal_id == portal.id,
+                KpiDeal.category_id.in_(cfg.categories or [-1]),
+                KpiDeal.deleted.is_(False),
+                KpiDeal.appointment_at >= lower,
+                KpiDeal.appointment_at < upper,
+                KpiDeal.stage_id.not_in(cfg.stages("cancelled") or ["-"]),
+            )
+        )
+    capacity = cfg.daily_capacity
+    return {
+        "kind": "daily",
+        "date": day.isoformat(),
+        "leads": base["leads_total"],
+        "answered_share": base["answered_share"],
+        "urgent": base["urgent"],
+        "sla_breaches": base["breached_clocks"],
+        "bookings": series["bookings"],
+        "appointments_due": int(booked_due or 0),
+        "capacity": capacity,
+        "free_slots": max(capacity - int(booked_due or 0), 0)
+        if capacity is not None
+        else None,
+        "free_slots_source": "capacity" if capacity is not None else None,
+    }
+
+
+def weekly_report(
+    services: Services, portal: Portal, week_start: date, now: datetime | None = None
+) -> dict[str, Any]:
+    """Leads by channel, conversion and SLA by manager, no-shows and cancellations."""
+    start = week_start - timedelta(days=week_start.weekday())
+    end = start + timedelta(days=6)
+    full = kpi_report(services, portal, start, end, now=now)
+    return {
+        "kind": "weekly",
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "leads": full["leads_total"],
+        "leads_by_channel": [
+            {"key": r["key"], "leads": r["leads"]} for r in full["by_channel"]
+        ],
+        "conversion": full["conversion"]["rate"],
+        "conversion_by_manager": full["conversion"]["by_manager"],
+        "visited": full["appointments"]["visited"],
+        "no_show": full["appointments"]["no_show"],
+        "no_show_rate": full["appointments"]["no_show_rate"],
+        "cancelled": full["appointments"]["cancelled"],
+        "late_cancelled": full["appointments"]["late_cancelled"],
+        "within_sla_share": full["within_sla_share"],
+        "sla_by_manager": [
+            {
+                "key": r["key"],
+                "within_sla_share": r["within_sla_share"],
+                "breached": r["breached"],
+            }
+            for r in full["by_manager"]
+        ],
+        "answered_share": full["answered_share"],
+        "first_response_median": full["first_response_minutes"]["median"],
+        "deals_per_day": full["deals_per_day"],
+    }
+
+
+def monthly_report(
+    services: Services, portal: Portal, month: date, now: datetime | None = None
+) -> dict[str, Any]:
+    """Revenue, average check, revenue per employee, CAC, LTV and retention."""
+    start = month.replace(day=1)
+    end = (start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    full = kpi_report(services, portal, start, end, now=now)
+    visits = full["appointments"]
+    return {
+        "kind": "monthly",
+        "month": start.isoformat()[:7],
+        "revenue": visits["revenue"],
+        "visited": visits["visited"],
+        "average_check": visits["average_check"],
+        "revenue_per_employee": visits["revenue_per_employee"],
+        "cac": full["acquisition"]["cac"],
+        "ltv_12m": full["acquisition"]["ltv_12m"],
+        "new_clients": full["acquisition"]["new_clients"],
+        "spend": full["acquisition"]["spend"],
+        "retention_3m": full["retention"]["rate"],
+        "retention_window_complete": full["retention"]["window_complete"],
+        "amount_coverage": visits["amount_coverage"],
+    }
