@@ -1,7 +1,7 @@
 """Event intake: verify a Bitrix24 event, store it durably, respond fast.
 
 Bitrix24 does not retry a failed delivery, so the handler stores the event in
-the database before answering, and the worker processes it later. Nothing is
+the database before it responds, and the worker processes it later. Nothing is
 stored for an unknown portal, a wrong application token or a malformed body.
 """
 

@@ -125,7 +125,7 @@ class RateLimitState(Base):
     """Shared leaky-bucket state for calls to one portal (GCRA).
 
     ``tat`` is the theoretical arrival time of the next request in unix
-    seconds; every process that calls the portal reserves its slot by
+    seconds. Every process that calls the portal reserves its slot by
     advancing it in one UPDATE statement.
     """
 

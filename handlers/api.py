@@ -75,7 +75,7 @@ def admin_required(view):
 @bp.get("/kpi")
 @portal_required
 def kpi():
-    """All KPIs of a period.
+    """Return all KPIs of a period.
 
     Query: ``period`` (day, week or month: the last N local days up to
     today), or ``from`` and ``to`` (YYYY-MM-DD, inclusive, at most 366
@@ -105,7 +105,7 @@ def _report(kind: str) -> dict:
 @bp.get("/reports/<kind>")
 @portal_required
 def report_json(kind: str):
-    """The daily, weekly or monthly report containing ``date`` (default today)."""
+    """Return the daily, weekly or monthly report that contains ``date``."""
     if kind not in REPORT_KINDS[1:]:
         raise ApiError(f"report must be one of {', '.join(REPORT_KINDS[1:])}", 404)
     return jsonify(_report(kind))

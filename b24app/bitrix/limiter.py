@@ -1,8 +1,8 @@
 """A per-portal request limiter shared by every process that calls the portal.
 
-Bitrix24 counts requests per portal in a leaky bucket (2 requests/s with a
-burst of 50 on ordinary plans, 5/s and 250 on Enterprise; a batch counts as
-one). The limiter implements the same bucket as a generic cell rate algorithm
+Bitrix24 counts requests per portal in a leaky bucket: 2 requests/s with a
+burst of 50 on ordinary plans, 5/s and 250 on Enterprise, and a batch counts
+as one request. The limiter implements the same bucket as a generic cell rate algorithm
 (GCRA) whose state is one row per portal: each caller advances the row's
 theoretical arrival time (``tat``) in a single UPDATE and sleeps until its
 reserved slot. One statement per call keeps web workers, the worker process
@@ -42,8 +42,8 @@ class PortalRateLimiter:
         """Reserve one slot and return the seconds to wait before using it."""
         interval = 1.0 / rate
         # A slot is free while the queue ahead of it is shorter than the
-        # bucket; one interval is kept in hand because our view of the
-        # portal's counter is never exact (clock skew, other apps).
+        # bucket. One interval is kept in hand because the app cannot see the
+        # portal's own counter (clock skew, other apps on the same portal).
         tolerance = max(burst - 2, 0) * interval
         now = self._clock()
 
@@ -70,7 +70,7 @@ class PortalRateLimiter:
     def penalise(
         self, portal_id: int, seconds: float, *, rate: float, burst: int
     ) -> None:
-        """Push the portal's schedule back after it answered QUERY_LIMIT_EXCEEDED.
+        """Push the portal's schedule back after it returned QUERY_LIMIT_EXCEEDED.
 
         After this no slot is handed out for ``seconds``, and then the bucket
         refills at the normal rate.

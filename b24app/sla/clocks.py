@@ -240,7 +240,7 @@ def record_touch(
 def record_bot_reply(
     services: Services, portal: Portal, lead_id: int, *, at: datetime
 ) -> None:
-    """A bot's or robot's reply: stops the bot tier only."""
+    """Record a bot's or robot's reply, which stops the bot tier only."""
     with services.db.session() as session:
         lead = session.get(Lead, lead_id, with_for_update=True)
         if lead is None:
@@ -368,7 +368,7 @@ def reassign(
 
 
 def cancel_clocks(services: Services, lead_id: int) -> None:
-    """The lead is gone (deleted): stop counting, drop waiting steps."""
+    """Stop the clocks of a deleted lead and drop its waiting steps."""
     now = datetime.now(UTC)
     with services.db.session() as session:
         cancelled = False
@@ -495,7 +495,7 @@ def _has_schedule(portal: Portal, user_id: int) -> bool:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """An aware ISO time from the portal, or None."""
+    """Parse an aware ISO time from the portal; None for empty or naive values."""
     if not value:
         return None
     try:

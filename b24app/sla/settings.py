@@ -884,7 +884,7 @@ def action_label(action: str, lang: str = "ru") -> str:
 
 
 def local_text(moment: datetime, tz, *, seconds: bool = False) -> str:
-    """A moment as the portal's people read it: 05.12.2026 09:30."""
+    """Format a moment as the portal's people read it: 05.12.2026 09:30."""
     local = moment.astimezone(tz)
     return local.strftime("%d.%m.%Y %H:%M:%S" if seconds else "%d.%m.%Y %H:%M")
 
