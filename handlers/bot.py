@@ -114,7 +114,15 @@ def bot_event():
         "FROM_CLIENT": from_client,
         "PARAMS": {
             key: params.get(key)
-            for key in ("MESSAGE", "MESSAGE_ID", "DIALOG_ID", "CHAT_ID", "FROM_USER_ID")
+            for key in (
+                "MESSAGE",
+                "MESSAGE_ID",
+                "DIALOG_ID",
+                "CHAT_ID",
+                "FROM_USER_ID",
+                # The CRM items the open-line chat is bound to.
+                "CHAT_ENTITY_DATA_2",
+            )
         },
     }
     queued = _store(portal.id, event, message_id, kept)

@@ -1,11 +1,22 @@
 // Reminders page: reads and saves /api/v1/reminders/settings with the signed
-// token the page was rendered with, previews each template with sample data
-// as the owner types, and lists recent appointments with delivery status.
+// token the page was rendered with, previews each template as the owner
+// types (with the appointment picked in the list, else with sample data),
+// and lists recent appointments with delivery status. The main element gets
+// data-loaded="true" once the settings and the list are shown.
 (function () {
   "use strict";
 
   var root = document.getElementById("reminders");
   var token = root.dataset.apiToken;
+  var pending = 2;
+
+  function loaded() {
+    pending -= 1;
+    if (pending === 0) {
+      previewAll();
+      root.dataset.loaded = "true";
+    }
+  }
 
   function $(id) { return document.getElementById(id); }
 
@@ -37,7 +48,6 @@
     $("address").value = s.address || "";
     document.querySelectorAll("[data-template]").forEach(function (area) {
       area.value = s.templates[area.dataset.template] || "";
-      preview(area);
     });
     var notes = $("notes");
     notes.textContent = "";
@@ -50,7 +60,14 @@
 
   function preview(area) {
     var kind = area.dataset.template;
-    request("POST", root.dataset.previewUrl, {text: area.value}).then(function (r) {
+    var body = {text: area.value};
+    var chosen = $("preview-appointment").value;
+    if (chosen) { body.appointment_id = parseInt(chosen, 10); }
+    // Only the response to the latest request of this text area is shown.
+    var sequence = (parseInt(area.dataset.sequence || "0", 10) + 1).toString();
+    area.dataset.sequence = sequence;
+    request("POST", root.dataset.previewUrl, body).then(function (r) {
+      if (area.dataset.sequence !== sequence) { return; }
       var check = r.data.check || {errors: [], warnings: []};
       document.querySelector('[data-error="templates.' + kind + '"]').textContent =
         check.errors.join(" ");
@@ -59,6 +76,10 @@
       document.querySelector('[data-preview="' + kind + '"]').textContent =
         r.data.text ? "Так увидит клиент: " + r.data.text : "";
     });
+  }
+
+  function previewAll() {
+    document.querySelectorAll("[data-template]").forEach(preview);
   }
 
   function collect() {
@@ -85,6 +106,8 @@
     document.querySelectorAll("[data-error]").forEach(function (el) { el.textContent = ""; });
     request("PUT", root.dataset.apiUrl, collect()).then(function (r) {
       if (r.ok) {
+        $("error").hidden = true;
+        $("error").textContent = "";
         $("status").textContent = "Сохранено";
         return;
       }
@@ -97,23 +120,42 @@
     });
   }
 
+  function deliveryText(d) {
+    var text = d.channel + ": " + d.status;
+    if (d.note) { return text + " — " + d.note; }
+    return text + (d.error ? " (" + d.error + ")" : "");
+  }
+
+  function appointmentLabel(a) {
+    return new Date(a.starts_at).toLocaleString("ru-RU") + " " + (a.service || "");
+  }
+
   function listAppointments() {
     request("GET", root.dataset.appointmentsUrl).then(function (r) {
       var body = $("appointments");
+      var picker = $("preview-appointment");
+      var previous = picker.value;
       body.textContent = "";
+      picker.length = 1;
       (r.data.appointments || []).forEach(function (a) {
         var row = document.createElement("tr");
-        var sent = a.deliveries.map(function (d) {
-          return d.channel + ": " + d.status + (d.error ? " (" + d.error + ")" : "");
-        }).join("; ");
-        [new Date(a.starts_at).toLocaleString("ru-RU") + " " + (a.service || ""),
-         a.status, sent || "—"].forEach(function (text) {
+        row.dataset.appointment = a.id;
+        var sent = a.deliveries.map(deliveryText).join("; ");
+        [appointmentLabel(a), a.status, sent || "—"].forEach(function (text) {
           var cell = document.createElement("td");
           cell.textContent = text;
           row.appendChild(cell);
         });
         body.appendChild(row);
+        picker.appendChild(new Option(appointmentLabel(a), String(a.id)));
       });
+      // The nearest real appointment shows what a client will actually read.
+      if (previous) {
+        picker.value = previous;
+      } else if (picker.length > 1) {
+        picker.selectedIndex = 1;
+      }
+      loaded();
     });
   }
 
@@ -137,6 +179,7 @@
     });
   });
   $("save").addEventListener("click", save);
+  $("preview-appointment").addEventListener("change", previewAll);
   request("GET", root.dataset.apiUrl).then(function (r) {
     if (!r.ok) {
       $("error").hidden = false;
@@ -144,6 +187,7 @@
       return;
     }
     fill(r.data);
+    loaded();
   });
   listAppointments();
   listExperiments();

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from b24app.bitrix.errors import BitrixCallError
 from b24app.models import Portal
-from b24app.reminders import abtest, config, templates
+from b24app.reminders import abtest, config, dispatch, templates
 from b24app.reminders.models import (
     Appointment,
     Delivery,
@@ -34,10 +34,21 @@ PLAIN_FIELDS = {
         "text_field",
         "sender_field",
         "id_path",
+        "idempotency_header",
     ),
     "email": ("host", "port", "sender", "username", "starttls"),
 }
 KINDS = ("confirm", "remind")
+# Shown to the owner next to deliveries whose status needs a word.
+DELIVERY_NOTES = {
+    "unknown": dispatch.UNKNOWN_NOTE,
+    "sending": "Отправляется. / Being sent.",
+    "deferred": (
+        "Telegram попросил подождать (ограничение частоты), сообщение уйдёт "
+        "позже. / Telegram asked to wait (flood control), so the message goes "
+        "out later."
+    ),
+}
 
 
 class SettingsError(ValueError):
@@ -235,6 +246,7 @@ def appointment_list(
                         "channel": d.channel,
                         "status": d.status,
                         "error": d.error,
+                        "note": DELIVERY_NOTES.get(d.status),
                         "at": d.created_at.isoformat(),
                     }
                     for d in deliveries

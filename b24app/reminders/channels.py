@@ -1,9 +1,13 @@
 """Delivery channels: the open-line chat, a Telegram bot, SMS and e-mail.
 
 Each sender returns a provider reference (message id) or raises
-``DeliveryFailed``; ``retry`` is True when the same channel may succeed
-later (timeouts, 5xx, rate limits) and False when it cannot (bad number,
-blocked bot). Only
+``DeliveryFailed``. ``retry`` is True when the provider did not take the
+message and the same channel may succeed later (connection refused, 5xx,
+rate limits), and False when it cannot (bad number, blocked bot).
+``unknown`` is True when the request may have reached the provider but no
+readable answer came back (read timeout, broken answer body): the message
+may have gone out, so sending it again could duplicate it. Telegram's flood
+control raises ``FloodControl`` with the wait the Bot API asked for. Only
 the address and the text go to a provider, never names or deal data.
 """
 
@@ -25,13 +29,24 @@ logger = logging.getLogger(__name__)
 
 TIMEOUT = (5.0, 10.0)
 TELEGRAM_API = "https://api.telegram.org"
+# Wait after a 429 that names no retry_after, in seconds.
+FLOOD_WAIT_DEFAULT = 30
 SMSRU_API = "https://sms.ru"
 
 
 class DeliveryFailed(Exception):
-    def __init__(self, message: str, *, retry: bool) -> None:
+    def __init__(self, message: str, *, retry: bool, unknown: bool = False) -> None:
         super().__init__(message)
         self.retry = retry
+        self.unknown = unknown
+
+
+class FloodControl(DeliveryFailed):
+    """Telegram answered 429: no call to this bot before ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, retry=True)
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -40,6 +55,9 @@ class Outgoing:
     subject: str = "Напоминание о записи"
     # (label, callback data) pairs shown as buttons where the channel has them.
     buttons: list[tuple[str, str]] = field(default_factory=list)
+    # The same for every attempt of one job over one channel; sent as the
+    # idempotency key to providers that accept one.
+    key: str | None = None
 
 
 def _secret(services: Services, cfg: dict[str, Any], key: str) -> str | None:
@@ -48,15 +66,21 @@ def _secret(services: Services, cfg: dict[str, Any], key: str) -> str | None:
 
 
 def _json(response: requests.Response, provider: str) -> dict[str, Any]:
+    """Parse a JSON object; an unreadable body is retried only after a 5xx.
+
+    A 2xx or 4xx answer that is not JSON leaves the outcome unknown: the
+    provider (or a proxy in front of it) may have taken the message.
+    """
     try:
         body = response.json()
-    except ValueError as err:
-        raise DeliveryFailed(
-            f"{provider}: invalid response (HTTP {response.status_code})", retry=True
-        ) from err
-    if not isinstance(body, dict):
-        raise DeliveryFailed(f"{provider}: invalid response", retry=True)
-    return body
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return body
+    message = f"{provider}: invalid response (HTTP {response.status_code})"
+    if response.status_code >= 500:
+        raise DeliveryFailed(message, retry=True)
+    raise DeliveryFailed(message, retry=False, unknown=True)
 
 
 def _timeout(cfg: dict[str, Any]) -> tuple[float, float]:
@@ -65,13 +89,23 @@ def _timeout(cfg: dict[str, Any]) -> tuple[float, float]:
 
 
 def _post(url: str, provider: str, **kwargs: Any) -> requests.Response:
+    """POST once; a connect failure is safe to retry, a read timeout is not."""
     try:
         return requests.post(url, **kwargs)
+    except requests.ConnectTimeout as err:
+        raise DeliveryFailed(f"{provider}: connect timeout", retry=True) from err
     except requests.Timeout as err:
-        raise DeliveryFailed(f"{provider}: timeout", retry=True) from err
-    except requests.RequestException as err:
+        # The request went out; the provider may have accepted it.
+        raise DeliveryFailed(f"{provider}: timeout", retry=False, unknown=True) from err
+    except requests.ConnectionError as err:
         raise DeliveryFailed(
             f"{provider}: connection failed ({type(err).__name__})", retry=True
+        ) from err
+    except requests.RequestException as err:
+        raise DeliveryFailed(
+            f"{provider}: request failed ({type(err).__name__})",
+            retry=False,
+            unknown=True,
         ) from err
 
 
@@ -121,8 +155,11 @@ def send_openline(
                 }
             )
         except BitrixCallError as err:
+            # Only a timed-out batch may have reached the portal.
             raise DeliveryFailed(
-                f"openline: {err.code or 'error'}", retry=True
+                f"openline: {err.code or 'error'}",
+                retry=err.code != "TIMEOUT",
+                unknown=err.code == "TIMEOUT",
             ) from err
         chats = results.get("chats")
         if "chats" in errors:
@@ -149,14 +186,39 @@ def telegram_call(
     response = _post(
         f"{base}/bot{token}/{method}", "telegram", json=payload, timeout=_timeout(cfg)
     )
-    body = _json(response, "telegram")
+    if response.status_code == 429 or response.status_code >= 500:
+        # Error answers of the Bot API are JSON too, but a proxy's may not be.
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+    else:
+        body = _json(response, "telegram")
     if body.get("ok") is True:
-        return body.get("result") or {}
-    code = int(body.get("error_code") or response.status_code)
-    retry = code == 429 or code >= 500
-    wait = (body.get("parameters") or {}).get("retry_after")
-    detail = f", retry after {wait} s" if wait else ""
-    raise DeliveryFailed(f"telegram: error {code}{detail}", retry=retry)
+        result = body.get("result")
+        return result if isinstance(result, dict) else {}
+    code = _int(body.get("error_code")) or response.status_code
+    if code == 429:
+        wait = _int((body.get("parameters") or {}).get("retry_after"))
+        if wait is None:
+            wait = _int(response.headers.get("Retry-After"))
+        wait = max(1, wait or FLOOD_WAIT_DEFAULT)
+        raise FloodControl(f"telegram: error 429, retry after {wait} s", wait)
+    raise DeliveryFailed(f"telegram: error {code}", retry=code >= 500)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def telegram_bot_id(services: Services, cfg: dict[str, Any]) -> str | None:
+    """Return the bot's numeric id, the part of its token before the colon."""
+    token = _secret(services, cfg, "token")
+    return token.split(":", 1)[0] if token else None
 
 
 def send_telegram(
@@ -184,7 +246,7 @@ def send_sms(
     if provider == "smsru":
         return _send_smsru(services, cfg, phone, message.text)
     if provider == "generic":
-        return _send_generic(services, cfg, phone, message.text)
+        return _send_generic(services, cfg, phone, message.text, key=message.key)
     raise DeliveryFailed(f"sms: unknown provider {provider}", retry=False)
 
 
@@ -215,9 +277,18 @@ def _send_smsru(services: Services, cfg: dict[str, Any], phone: str, text: str) 
 
 
 def _send_generic(
-    services: Services, cfg: dict[str, Any], phone: str, text: str
+    services: Services,
+    cfg: dict[str, Any],
+    phone: str,
+    text: str,
+    *,
+    key: str | None = None,
 ) -> str:
-    """Send through a configurable HTTP provider: JSON body, bearer token."""
+    """Send through a configurable HTTP provider: JSON body, bearer token.
+
+    With ``idempotency_header`` set, ``key`` goes in that header, so a
+    provider that honours it accepts a repeated request only once.
+    """
     url = cfg.get("url")
     if not url:
         raise DeliveryFailed("sms: provider URL is not set", retry=False)
@@ -227,6 +298,8 @@ def _send_generic(
         headers[cfg.get("auth_header") or "Authorization"] = (
             cfg.get("auth_prefix", "Bearer ") + token
         )
+    if key and cfg.get("idempotency_header"):
+        headers[cfg["idempotency_header"]] = key
     body = {
         cfg.get("phone_field") or "to": phone,
         cfg.get("text_field") or "text": text,
@@ -242,8 +315,24 @@ def _send_generic(
     for key in str(cfg.get("id_path") or "id").split("."):
         answer = answer.get(key) if isinstance(answer, dict) else None
     if not answer:
-        raise DeliveryFailed("sms: response has no message id", retry=True)
+        raise DeliveryFailed(
+            "sms: response has no message id", retry=False, unknown=True
+        )
     return f"sms:{answer}"
+
+
+def can_resend_safely(channel: str, cfg: dict[str, Any]) -> bool:
+    """Return whether repeating a message of unknown outcome still sends it once.
+
+    Only a generic SMS provider with an idempotency header qualifies: it
+    recognises the repeated key. The Telegram Bot API, SMS.ru and the
+    open-line chat take no such key.
+    """
+    return (
+        channel == "sms"
+        and cfg.get("provider") == "generic"
+        and bool(cfg.get("idempotency_header"))
+    )
 
 
 # E-mail

@@ -3,6 +3,10 @@
 No consent, no message: the dispatcher calls ``allowed_channels`` before
 every send. An opt-out (a stop word or the signed link) revokes at once and
 stays revoked; only a new explicit agreement grants again.
+
+A consent row with status "asked" records that the chat bot asked the
+client once for the open-line channel and is waiting for the answer; it
+allows nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ logger = logging.getLogger(__name__)
 
 GRANT_SOURCES = ("form", "chat", "import", "telegram", "admin")
 STOP_WORDS = frozenset({"стоп", "stop", "отписаться", "unsubscribe"})
+AGREE_WORDS = frozenset(
+    {"да", "согласен", "согласна", "согласны", "можно", "конечно", "yes"}
+)
+REFUSE_WORDS = frozenset({"нет", "не надо", "не нужно", "не согласен", "no"})
+CHAT_QUESTION = (
+    "Можно присылать вам напоминания о записи сюда? Ответьте «да» или «нет»."
+)
 DEFAULT_REGION = "RU"
 
 
@@ -54,6 +65,56 @@ def mask_phone(phone: str | None) -> str:
 
 def is_stop_word(text: str) -> bool:
     return text.strip().strip(".!").lower() in STOP_WORDS
+
+
+def _answer_text(text: str) -> str:
+    return " ".join(text.strip().strip(".!").lower().replace(",", " ").split())
+
+
+def chat_answer(text: str) -> str | None:
+    """Read an answer to the chat consent question: "agree", "refuse" or None."""
+    answer = _answer_text(text)
+    if answer in AGREE_WORDS or answer.startswith(("да ", "согласен ", "согласна ")):
+        return "agree"
+    if answer in REFUSE_WORDS or answer in STOP_WORDS:
+        return "refuse"
+    return None
+
+
+def mark_asked(services: Services, portal_id: int, contact_key: str) -> bool:
+    """Record that the chat bot asks for open-line consent; False if any row exists.
+
+    The unique key on (portal, client, channel) makes this the only place a
+    question can be decided, so a client is asked at most once, and never
+    after an opt-out (revoking keeps a row).
+    """
+    with services.db.session() as session:
+        inserted = insert_ignore(
+            session,
+            Consent,
+            {
+                "portal_id": portal_id,
+                "contact_key": contact_key,
+                "channel": "openline",
+                "status": "asked",
+                "source": "chat",
+                "updated_at": datetime.now(UTC),
+            },
+            ["portal_id", "contact_key", "channel"],
+        )
+    return inserted is not None
+
+
+def chat_state(services: Services, portal_id: int, contact_key: str) -> str | None:
+    """Return the open-line consent status of the client, None when there is none."""
+    with services.db.session() as session:
+        return session.scalar(
+            select(Consent.status).where(
+                Consent.portal_id == portal_id,
+                Consent.contact_key == contact_key,
+                Consent.channel == "openline",
+            )
+        )
 
 
 def normalize_address(channel: str, address: str | None) -> str | None:

@@ -1,15 +1,23 @@
-"""Send due reminders once each, with channel fallback and retries.
+"""Send due reminders at most once each, with channel fallback and retries.
 
 A job is claimed by one UPDATE that only succeeds while it is still
 scheduled (or its lease ran out), so two workers never hold one row at
-once. A worker that dies mid-send leaves its row to be sent again after
-the lease. Each channel attempt is a ``Delivery`` row: what went out, where, and
+once. Each channel attempt is a ``Delivery`` row: what went out, where, and
 why it failed.
+
+Sending is at most once per job and channel. Before a provider is called,
+the attempt is committed as a Delivery row with status "sending", in the
+same transaction that checks the claim is still this worker's. When a
+worker dies after that point, the next worker to claim the job finds the
+"sending" row and, unless the channel can recognise a repeat (a generic
+SMS provider with an idempotency header), marks it "unknown" and sends
+nothing: the client may already have the message.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -34,6 +42,22 @@ CONFIRM_BUTTONS = (
     ("Перенести", "reschedule"),
     ("Отменить", "cancel"),
 )
+# Settings key of the Telegram flood-control pause: {"bot": id, "until": ISO}.
+TELEGRAM_PAUSE = "telegram_pause"
+UNKNOWN_NOTE = (
+    "Исход неизвестен: сообщение могло дойти до клиента, поэтому повторно "
+    "не отправлено. Проверьте переписку и при необходимости напомните сами. / "
+    "Outcome unknown: the message may have reached the client, so it was not "
+    "sent again. Check the conversation and remind the client yourself if needed."
+)
+
+
+@dataclass
+class Claim:
+    """A job this worker holds; ``attempts`` after the claim fences later writes."""
+
+    job_id: int
+    attempts: int
 
 
 def due_jobs(services: Services, now: datetime, limit: int) -> list[int]:
@@ -55,8 +79,8 @@ def due_jobs(services: Services, now: datetime, limit: int) -> list[int]:
         )
 
 
-def claim(services: Services, job_id: int, now: datetime) -> bool:
-    """Take the job for this process; False when another one has it."""
+def claim(services: Services, job_id: int, now: datetime) -> Claim | None:
+    """Take the job for this process; None when another one has it."""
     with services.db.session() as session:
         result = session.execute(
             update(ReminderJob)
@@ -74,7 +98,12 @@ def claim(services: Services, job_id: int, now: datetime) -> bool:
                 attempts=ReminderJob.attempts + 1,
             )
         )
-        return result.rowcount == 1
+        if result.rowcount != 1:
+            return None
+        attempts = session.scalar(
+            select(ReminderJob.attempts).where(ReminderJob.id == job_id)
+        )
+    return Claim(job_id, int(attempts))
 
 
 def dispatch_due(services: Services, *, limit: int = BATCH) -> int:
@@ -82,10 +111,11 @@ def dispatch_due(services: Services, *, limit: int = BATCH) -> int:
     now = datetime.now(UTC)
     sent = 0
     for job_id in due_jobs(services, now, limit):
-        if not claim(services, job_id, now):
+        claimed = claim(services, job_id, now)
+        if claimed is None:
             continue
         try:
-            outcome = deliver(services, job_id)
+            outcome = deliver(services, job_id, attempts=claimed.attempts)
         except (RateLimited, BitrixCallError) as err:
             _release(services, job_id, f"portal busy: {type(err).__name__}")
             continue
@@ -97,26 +127,34 @@ def dispatch_due(services: Services, *, limit: int = BATCH) -> int:
     return sent
 
 
-def deliver(services: Services, job_id: int) -> str:
-    """Send one claimed job over the first channel that works."""
+def deliver(services: Services, job_id: int, *, attempts: int | None = None) -> str:
+    """Send one claimed job over the first channel that works.
+
+    ``attempts`` is the job's attempt count right after this worker's claim;
+    a worker whose claim was taken over sends nothing.
+    """
     now = datetime.now(UTC)
     with services.db.session() as session:
         job = session.get(ReminderJob, job_id)
         row = session.get(Appointment, job.appointment_id)
         portal = session.get(Portal, job.portal_id)
         session.expunge_all()
+    fence = job.attempts if attempts is None else attempts
 
     if job.kind == "thanks" and row.status in appointments.ACTIVE:
         # Thank only a visit someone marked; wait a day for the mark.
         if now - row.starts_at < THANKS_WAIT:
             _release(services, job_id, "visit not marked yet", due_at=now + LEASE * 12)
             return "waiting"
+    data = config.settings(portal) if portal is not None else {}
+    settled = _settle_interrupted(services, portal, data, job)
+    if settled:
+        return settled
     reason = _stale_reason(job, row, portal, now)
     if reason:
         _finish(services, job_id, "cancelled", error=reason)
         return "cancelled"
 
-    data = config.settings(portal)
     allowed = consent.allowed_channels(services, portal.id, row.contact_key)
     order = [c for c in data.get("channels") or config.CHANNELS if c in allowed]
     if not order:
@@ -133,49 +171,165 @@ def deliver(services: Services, job_id: int) -> str:
     )
     variant = appointments.variant_of(services, row) or {}
     texts = {**(data.get("templates") or {}), **(variant.get("templates") or {})}
+    extra = {"member_id": portal.member_id, "job_id": job.id, "kind": job.kind}
 
     retry = False
     for channel in order:
-        text = templates.render(
-            templates.template_for(texts, job.kind, channel), values
-        )
-        message = channels.Outgoing(text=text)
-        if job.kind == "confirm":
-            message.buttons = [
-                (label, f"a:{row.id}:{action}") for label, action in CONFIRM_BUTTONS
-            ]
-        if channel == "email":
-            link = consent.optout_url(services, portal.id, row.contact_key)
-            message.text += f"\n\nОтписаться от напоминаний: {link}"
+        if channel == "telegram":
+            until = telegram_paused_until(services, data, now)
+            if until is not None and _in_time(job, row, until):
+                _defer(services, job_id, until)
+                logger.info(
+                    "reminder waits for telegram flood control",
+                    extra=extra | {"until": until.isoformat()},
+                )
+                return "deferred"
+            if until is not None:
+                _record(
+                    services,
+                    job,
+                    channel,
+                    "failed",
+                    error="telegram: flood control lasts past the visit",
+                )
+                continue
+
+        message = _message(services, portal, row, job, texts, values, channel)
+        delivery_id = _begin(services, job, channel, fence)
+        if delivery_id is None:
+            logger.warning("reminder claim taken over, not sent", extra=extra)
+            return "lost"
         try:
             ref = _send(services, portal, data, row, channel, allowed[channel], message)
+        except channels.FloodControl as err:
+            until = now + timedelta(seconds=err.retry_after)
+            _end(services, delivery_id, "deferred", error=str(err))
+            pause_telegram(services, portal.id, data, until)
+            logger.warning(
+                "telegram flood control",
+                extra=extra | {"retry_after": err.retry_after},
+            )
+            if _in_time(job, row, until):
+                _defer(services, job_id, until)
+                return "deferred"
+            continue
         except channels.DeliveryFailed as err:
+            if err.unknown:
+                _end(services, delivery_id, "unknown", error=f"{err}. {UNKNOWN_NOTE}")
+                _finish(services, job_id, "unknown", channel=channel, error=str(err))
+                logger.warning(
+                    "reminder outcome unknown, not repeated",
+                    extra=extra | {"channel": channel, "error": str(err)},
+                )
+                return "unknown"
             retry = retry or err.retry
-            _record(services, job, channel, "failed", error=str(err))
+            _end(services, delivery_id, "failed", error=str(err))
             logger.warning(
                 "reminder channel failed",
-                extra={
-                    "member_id": portal.member_id,
-                    "channel": channel,
-                    "error": str(err),
-                },
+                extra=extra | {"channel": channel, "error": str(err)},
             )
             continue
-        _record(services, job, channel, "sent", ref=ref)
-        _finish(services, job_id, "sent", channel=channel)
-        logger.info(
-            "reminder sent",
-            extra={"member_id": portal.member_id, "channel": channel, "kind": job.kind},
-        )
+
+        _complete(services, job_id, delivery_id, channel, ref)
+        logger.info("reminder sent", extra=extra | {"channel": channel})
         return "sent"
 
     if retry and job.attempts < MAX_ATTEMPTS:
         next_at = now + timedelta(minutes=2**job.attempts)
-        if job.kind == "thanks" or row.starts_at - next_at >= MIN_LEAD:
+        if _in_time(job, row, next_at, margin=MIN_LEAD):
             _release(services, job_id, "all channels failed", due_at=next_at)
             return "retry"
     _finish(services, job_id, "failed", error="all channels failed")
     return "failed"
+
+
+def _message(
+    services: Services,
+    portal: Portal,
+    row: Appointment,
+    job: ReminderJob,
+    texts: dict,
+    values: dict,
+    channel: str,
+) -> channels.Outgoing:
+    text = templates.render(templates.template_for(texts, job.kind, channel), values)
+    message = channels.Outgoing(text=text, key=f"otklik-{portal.id}-{job.id}-{channel}")
+    if job.kind == "confirm":
+        message.buttons = [
+            (label, f"a:{row.id}:{action}") for label, action in CONFIRM_BUTTONS
+        ]
+    if channel == "email":
+        link = consent.optout_url(services, portal.id, row.contact_key)
+        message.text += f"\n\nОтписаться от напоминаний: {link}"
+    return message
+
+
+def _in_time(
+    job: ReminderJob, row: Appointment, at: datetime, margin: timedelta = MIN_LEAD / 2
+) -> bool:
+    """Return whether a message sent at ``at`` still arrives early enough."""
+    return job.kind == "thanks" or row.starts_at - at >= margin
+
+
+def _settle_interrupted(
+    services: Services, portal: Portal | None, data: dict, job: ReminderJob
+) -> str | None:
+    """Close attempts a dead worker left in "sending"; return the job's outcome.
+
+    Returns None when the job may be sent (nothing was pending, or every
+    pending channel recognises a repeat).
+    """
+    with services.db.session() as session:
+        rows = list(
+            session.scalars(
+                select(Delivery)
+                .where(Delivery.job_id == job.id)
+                .order_by(Delivery.id)
+                .with_for_update()
+            )
+        )
+        done = [d for d in rows if d.status in ("sent", "delivered")]
+        if done:
+            # The provider accepted and the row was updated, but the job was not.
+            for pending in rows:
+                if pending.status == "sending":
+                    pending.status = "failed"
+                    pending.error = "superseded by a sent attempt"
+            channel = done[-1].channel
+            outcome = "sent"
+        else:
+            channel = None
+            outcome = None
+            for pending in rows:
+                if pending.status != "sending":
+                    continue
+                cfg = data.get(pending.channel) or {}
+                if channels.can_resend_safely(pending.channel, cfg):
+                    pending.status = "failed"
+                    pending.error = (
+                        "worker stopped before the answer; repeated with the "
+                        "same idempotency key"
+                    )
+                    continue
+                pending.status = "unknown"
+                pending.error = f"worker stopped before the answer. {UNKNOWN_NOTE}"
+                channel = pending.channel
+                outcome = "unknown"
+    if outcome is None:
+        return None
+
+    error = None if outcome == "sent" else "worker stopped before the answer"
+    _finish(services, job.id, outcome, channel=channel, error=error)
+    logger.warning(
+        "interrupted reminder settled without sending",
+        extra={
+            "member_id": portal.member_id if portal else None,
+            "job_id": job.id,
+            "channel": channel,
+            "outcome": outcome,
+        },
+    )
+    return outcome
 
 
 def _stale_reason(
@@ -231,6 +385,99 @@ def _send(
     raise channels.DeliveryFailed(f"unknown channel {channel}", retry=False)
 
 
+# Telegram flood control, shared by every worker through the portal settings
+
+
+def telegram_paused_until(
+    services: Services, data: dict, now: datetime
+) -> datetime | None:
+    """Return when the portal's bot may call the Bot API again, if that is later."""
+    pause = data.get(TELEGRAM_PAUSE) or {}
+    bot = channels.telegram_bot_id(services, data.get("telegram") or {})
+    if not pause.get("until") or pause.get("bot") != bot:
+        return None
+    try:
+        until = datetime.fromisoformat(pause["until"])
+    except (TypeError, ValueError):
+        return None
+    return until if until > now else None
+
+
+def pause_telegram(
+    services: Services, portal_id: int, data: dict, until: datetime
+) -> None:
+    """Store the Bot API's retry_after so no worker calls this bot before it."""
+    bot = channels.telegram_bot_id(services, data.get("telegram") or {})
+    config.save(
+        services, portal_id, {TELEGRAM_PAUSE: {"bot": bot, "until": until.isoformat()}}
+    )
+
+
+# Rows
+
+
+def _begin(
+    services: Services, job: ReminderJob, channel: str, fence: int
+) -> int | None:
+    """Commit a "sending" attempt while the claim is still ours; None if it is not."""
+    now = datetime.now(UTC)
+    with services.db.session() as session:
+        renewed = session.execute(
+            update(ReminderJob)
+            .where(
+                ReminderJob.id == job.id,
+                ReminderJob.status == "claimed",
+                ReminderJob.attempts == fence,
+            )
+            .values(locked_until=now + LEASE)
+        ).rowcount
+        if renewed != 1:
+            return None
+        delivery = Delivery(
+            portal_id=job.portal_id,
+            job_id=job.id,
+            appointment_id=job.appointment_id,
+            channel=channel,
+            status="sending",
+        )
+        session.add(delivery)
+        session.flush()
+        return delivery.id
+
+
+def _end(
+    services: Services,
+    delivery_id: int,
+    status: str,
+    *,
+    ref: str | None = None,
+    error: str | None = None,
+) -> None:
+    with services.db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        delivery.status = status
+        delivery.provider_ref = ref
+        delivery.error = (error or "")[:500] or None
+
+
+def _complete(
+    services: Services, job_id: int, delivery_id: int, channel: str, ref: str
+) -> None:
+    """Mark the attempt and the job sent in one transaction."""
+    now = datetime.now(UTC)
+    with services.db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        delivery.status = "sent"
+        delivery.provider_ref = ref
+        delivery.error = None
+        job = session.get(ReminderJob, job_id)
+        job.status = "sent"
+        job.locked_until = None
+        job.channel = channel
+        job.error = None
+        job.sent_at = now
+
+
 def _record(
     services: Services,
     job: ReminderJob,
@@ -282,6 +529,50 @@ def _release(
         job.error = error
         if due_at is not None:
             job.due_at = due_at
+
+
+def _defer(services: Services, job_id: int, until: datetime) -> None:
+    """Wait for flood control; the wait does not count as a failed attempt."""
+    with services.db.session() as session:
+        job = session.get(ReminderJob, job_id)
+        job.status = "scheduled"
+        job.locked_until = None
+        job.due_at = until
+        job.attempts = max(0, job.attempts - 1)
+        job.error = f"telegram flood control until {until:%H:%M:%S} UTC"
+
+
+def revive_skipped(services: Services, portal_id: int, contact_key: str) -> int:
+    """Put back jobs skipped for want of consent, once the client agreed.
+
+    Only jobs of visits still ahead come back; the dispatcher drops any that
+    has become too late.
+    """
+    kind, _, raw_id = contact_key.partition(":")
+    column = Appointment.contact_id if kind == "contact" else Appointment.deal_id
+    now = datetime.now(UTC)
+    with services.db.session() as session:
+        ids = select(Appointment.id).where(
+            Appointment.portal_id == portal_id,
+            column == int(raw_id),
+            Appointment.status.in_(appointments.ACTIVE),
+            Appointment.starts_at > now,
+        )
+        count = session.execute(
+            update(ReminderJob)
+            .where(
+                ReminderJob.appointment_id.in_(ids),
+                ReminderJob.status == "skipped",
+                ReminderJob.error == "no consent",
+            )
+            .values(status="scheduled", due_at=now, error=None)
+        ).rowcount
+    if count:
+        logger.info(
+            "reminders put back after consent",
+            extra={"portal_id": portal_id, "count": count},
+        )
+    return count
 
 
 # Visits left unmarked

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -69,34 +70,164 @@ def on_chat_message(
     bot_id = config.settings(portal).get("bot_id")
     if not data.get("FROM_CLIENT"):
         return "skipped: not from a client"
+    if not replies.start_once(services, event):
+        return "skipped: message already handled"
     chat_id = str(params.get("CHAT_ID") or "")
     dialog_id = str(params.get("DIALOG_ID") or f"chat{chat_id}")
+    text = str(params.get("MESSAGE") or "")
+    extra = {
+        "member_id": portal.member_id,
+        "chat_id": chat_id,
+        "message_id": message_id,
+    }
+
+    def respond(reply: str, _buttons: list[tuple[str, str]]) -> None:
+        try:
+            client.call(
+                "imbot.message.add",
+                {"BOT_ID": bot_id, "DIALOG_ID": dialog_id, "MESSAGE": reply},
+            )
+        except BitrixCallError as err:
+            # The reply was acted on already; a retry would act twice.
+            logger.warning("chat response not sent", extra=extra | {"error": err.code})
+
     appointment_id = replies.appointment_by_ref(services, portal.id, f"chat:{chat_id}")
-
-    def respond(text: str, _buttons: list[tuple[str, str]]) -> None:
-        client.call(
-            "imbot.message.add",
-            {"BOT_ID": bot_id, "DIALOG_ID": dialog_id, "MESSAGE": text},
-        )
-
     contact_key = None
     if appointment_id is not None:
         with services.db.session() as session:
             row = session.get(appointments.Appointment, appointment_id)
             contact_key = row.contact_key
+    else:
+        bindings = chat_bindings(client, params)
+        contact_key = _client_key(services, portal.id, bindings)
+        if contact_key:
+            appointment_id = replies.appointment_for_contact(
+                services, portal.id, contact_key
+            )
+
+    if contact_key:
+        asked = _chat_consent(services, portal, contact_key, text, respond)
+        if asked:
+            logger.info("chat consent step", extra=extra | {"outcome": asked})
+            return asked
     return replies.handle(
         services,
         portal,
         appointment_id,
         "openline",
-        str(params.get("MESSAGE") or ""),
+        text,
         respond,
         contact_key=contact_key,
     )
 
 
+def chat_bindings(client: PortalClient, params: dict[str, Any]) -> dict[str, int]:
+    """Return the CRM items an open-line chat is bound to, e.g. {"DEAL": 12}.
+
+    ``CHAT_ENTITY_DATA_2`` of the event (``entity_data_2`` of
+    ``imopenlines.dialog.get``) lists them as ``LEAD|0|COMPANY|0|CONTACT|5|DEAL|12``.
+    """
+    raw = str(params.get("CHAT_ENTITY_DATA_2") or "")
+    if not raw and params.get("CHAT_ID"):
+        try:
+            dialog = client.call(
+                "imopenlines.dialog.get", {"CHAT_ID": params["CHAT_ID"]}
+            )
+        except BitrixCallError as err:
+            logger.info(
+                "open-line dialog not read",
+                extra={"member_id": client.member_id, "error": err.code},
+            )
+            dialog = None
+        raw = str((dialog or {}).get("entity_data_2") or "")
+    parts = raw.split("|")
+    result = {}
+    for kind, value in zip(parts[::2], parts[1::2], strict=False):
+        if value.isdigit() and int(value) > 0:
+            result[kind.upper()] = int(value)
+    return result
+
+
+def _client_key(
+    services: Services, portal_id: int, bindings: dict[str, int]
+) -> str | None:
+    """Whom consent is kept for: the key of the bound appointment, else the binding."""
+    with services.db.session() as session:
+        for column, kind in (
+            (appointments.Appointment.deal_id, "DEAL"),
+            (appointments.Appointment.contact_id, "CONTACT"),
+        ):
+            if kind not in bindings:
+                continue
+            row = session.scalars(
+                select(appointments.Appointment)
+                .where(
+                    appointments.Appointment.portal_id == portal_id,
+                    column == bindings[kind],
+                )
+                .order_by(appointments.Appointment.starts_at.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                return row.contact_key
+    if "CONTACT" in bindings:
+        return f"contact:{bindings['CONTACT']}"
+    if "DEAL" in bindings:
+        return f"deal:{bindings['DEAL']}"
+    return None
+
+
+def _chat_consent(
+    services: Services,
+    portal: Portal,
+    contact_key: str,
+    text: str,
+    respond: replies.Respond,
+) -> str | None:
+    """Ask once for open-line consent or record the reply to the question.
+
+    Returns the outcome, or None when the message goes on to reply handling.
+
+    The question goes only to a client with no open-line consent row at all,
+    so nobody is asked twice and a client who opted out is never asked.
+    """
+    data = config.settings(portal)
+    state = consent.chat_state(services, portal.id, contact_key)
+    if state == "asked":
+        answer = consent.chat_answer(text)
+        if answer == "agree":
+            consent.grant(services, portal.id, contact_key, "openline", source="chat")
+            dispatch.revive_skipped(services, portal.id, contact_key)
+            respond(
+                "Спасибо! Будем напоминать о записи здесь. "
+                "Чтобы отписаться, напишите «стоп».",
+                [],
+            )
+            return "chat consent granted"
+        if answer == "refuse":
+            channels_off = None if consent.is_stop_word(text) else ("openline",)
+            consent.revoke(
+                services, portal.id, contact_key, channels_off, source="chat"
+            )
+            respond("Хорошо, напоминать сюда не будем.", [])
+            return "chat consent refused"
+        return None
+    if state is not None or data.get("enabled") is False:
+        return None
+    if "openline" not in (data.get("channels") or config.CHANNELS):
+        return None
+    if consent.is_stop_word(text) or not consent.mark_asked(
+        services, portal.id, contact_key
+    ):
+        return None
+    respond(consent.CHAT_QUESTION, [])
+    return "chat consent asked"
+
+
 @features.on_event(TELEGRAM_EVENT)
 def on_telegram(services, client, portal, update_id: int, event) -> str:
+    if not replies.start_once(services, event):
+        return "skipped: update already handled"
     update = (event.payload.get("data") or {}).get("update") or {}
     cfg = config.settings(portal).get("telegram") or {}
     callback = update.get("callback_query")
@@ -109,7 +240,7 @@ def on_telegram(services, client, portal, update_id: int, event) -> str:
         return "skipped: no chat"
 
     def respond(reply: str, buttons: list[tuple[str, str]]) -> None:
-        _telegram_send(services, cfg, chat_id, reply, buttons)
+        _telegram_send(services, portal, cfg, chat_id, reply, buttons)
 
     if text.startswith("/start"):
         return _telegram_start(services, portal, chat_id, text, respond)
@@ -182,7 +313,7 @@ def _telegram_button(services, portal, cfg, callback: dict[str, Any]) -> str:
         return "skipped: bad button"
 
     def respond(reply: str, buttons: list[tuple[str, str]]) -> None:
-        _telegram_send(services, cfg, chat_id, reply, buttons)
+        _telegram_send(services, portal, cfg, chat_id, reply, buttons)
 
     outcome = replies.act(
         services,
@@ -196,17 +327,37 @@ def _telegram_button(services, portal, cfg, callback: dict[str, Any]) -> str:
     return outcome if channels_ok else outcome + " (button not acknowledged)"
 
 
-def _telegram_send(services, cfg, chat_id, text, buttons) -> None:
+def _telegram_send(services, portal, cfg, chat_id, text, buttons) -> None:
+    data = config.settings(portal)
+    now = datetime.now(UTC)
+    if dispatch.telegram_paused_until(services, data, now):
+        logger.warning(
+            "telegram reply dropped during flood control",
+            extra={"member_id": portal.member_id},
+        )
+        return
     try:
         channels.send_telegram(
             services, cfg, chat_id, channels.Outgoing(text=text, buttons=buttons)
         )
+    except channels.FloodControl as err:
+        until = now + timedelta(seconds=err.retry_after)
+        dispatch.pause_telegram(services, portal.id, data, until)
+        logger.warning(
+            "telegram reply hit flood control",
+            extra={"member_id": portal.member_id, "retry_after": err.retry_after},
+        )
     except channels.DeliveryFailed as err:
-        logger.warning("telegram reply failed", extra={"error": str(err)})
+        logger.warning(
+            "telegram reply failed",
+            extra={"member_id": portal.member_id, "error": str(err)},
+        )
 
 
 @features.on_event(SMS_EVENT)
 def on_sms(services, client, portal, reply_id: int, event) -> str:
+    if not replies.start_once(services, event):
+        return "skipped: message already handled"
     data = event.payload.get("data") or {}
     phone = str(data.get("from") or "")
     found = consent.find_by_address(services, portal.id, "sms", phone)

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from b24app import portal_settings
 from b24app.bitrix.client import PortalClient
 from b24app.bitrix.errors import BitrixCallError
-from b24app.models import Portal
+from b24app.models import InboundEvent, Portal
 from b24app.reminders import appointments, config, consent, templates
 from b24app.reminders.models import Appointment, Delivery, Reply
 from b24app.services import Services
@@ -53,6 +53,9 @@ OFFER_SIZE = 3
 DEFAULT_DURATION = timedelta(hours=1)
 SLOT_HORIZON_DAYS = 7
 MIN_NOTICE = timedelta(hours=2)
+BOOKING_PAGE_SIZE = 50
+# Pages read before giving up: 1,000 bookings in the offer horizon.
+BOOKING_PAGES = 20
 
 _engine: OfflineEngine | None = None
 
@@ -86,6 +89,35 @@ def classify(text: str, *, offer_size: int = 0, tz: str = "Europe/Moscow") -> st
     if "cancel" in result.tags:
         return "cancel"
     return "unclear"
+
+
+# Handling each incoming message once
+
+STARTED = "reply handling started"
+
+
+def start_once(services: Services, event: InboundEvent) -> bool:
+    """Mark the stored message as taken; False when an earlier run took it.
+
+    Each incoming message is one ``inbound_events`` row, unique by its
+    message id (chat MESSAGE_ID, Telegram update_id, SMS id), so a
+    redelivered event is dropped on receipt. The mark is committed before
+    anything is done, so a run that is retried after a crash or a
+    retryable error changes nothing a second time. The worker overwrites
+    the outcome when the run ends.
+    """
+    with services.db.session() as session:
+        taken = session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id == event.id, InboundEvent.outcome.is_(None))
+            .values(outcome=STARTED)
+        ).rowcount
+    if not taken:
+        logger.warning(
+            "reply already handled, repeat ignored",
+            extra={"portal_id": event.portal_id, "event_id": event.id},
+        )
+    return bool(taken)
 
 
 # Finding the appointment a reply belongs to
@@ -279,7 +311,14 @@ def _take_slot(
 def free_slots(
     client: PortalClient, portal: Portal, row: Appointment, now: datetime | None = None
 ) -> list[datetime]:
-    """Up to three free start times of the appointment's first resource."""
+    """Up to three free start times of the appointment's first resource.
+
+    The Booking REST API has no free-time method, so the times come from the
+    resource's working time (``booking.v1.resource.slots.list``: ``slots``
+    with ``from``/``to`` in minutes of the day, ``weekDays``, ``timezone``,
+    ``slotSize``) minus the bookings of that resource
+    (``booking.v1.booking.list`` with ``filter.within``).
+    """
     if not row.resource_ids:
         return []
     resource_id = int(row.resource_ids[0])
@@ -288,22 +327,11 @@ def free_slots(
         client, "booking.v1.resource.slots.list", {"resourceId": resource_id}
     )
     horizon = now + timedelta(days=SLOT_HORIZON_DAYS)
-    listed = _call(
-        client,
-        "booking.v1.booking.list",
-        {
-            "filter": {
-                "within": {
-                    "dateFrom": int(now.timestamp()),
-                    "dateTo": int(horizon.timestamp()),
-                }
-            }
-        },
-    )
+    listed = _bookings_within(client, now, horizon)
     if not ranges or listed is None:
         return []
     busy = []
-    for booking in listed.get("booking") or []:
+    for booking in listed:
         if str(resource_id) not in [str(r) for r in booking.get("resourceIds") or []]:
             continue
         period = booking.get("datePeriod") or {}
@@ -316,7 +344,7 @@ def free_slots(
     duration = _duration(client, row)
     found: list[datetime] = []
     for day in range(SLOT_HORIZON_DAYS + 1):
-        for slot_range in ranges.get("slotRanges") or []:
+        for slot_range in ranges.get("slots") or []:
             zone = ZoneInfo(
                 slot_range.get("timezone") or portal_settings.timezone(portal)
             )
@@ -341,6 +369,42 @@ def free_slots(
         if len(found) >= OFFER_SIZE:
             break
     return sorted(found)[:OFFER_SIZE]
+
+
+def _bookings_within(
+    client: PortalClient, start: datetime, end: datetime
+) -> list[dict[str, Any]] | None:
+    """Return every booking overlapping [start, end), or None if a page fails.
+
+    ``booking.v1.booking.list`` returns pages of at most 50 rows, paged by
+    ``start``.
+    """
+    rows: list[dict[str, Any]] = []
+    for page in range(BOOKING_PAGES):
+        result = _call(
+            client,
+            "booking.v1.booking.list",
+            {
+                "filter": {
+                    "within": {
+                        "dateFrom": int(start.timestamp()),
+                        "dateTo": int(end.timestamp()),
+                    }
+                },
+                "order": {"id": "ASC"},
+                "start": page * BOOKING_PAGE_SIZE,
+            },
+        )
+        if result is None:
+            return None
+        batch = result.get("booking") or []
+        rows.extend(batch)
+        if len(batch) < BOOKING_PAGE_SIZE:
+            return rows
+    logger.warning(
+        "booking list longer than read", extra={"member_id": client.member_id}
+    )
+    return None
 
 
 def _duration(client: PortalClient, row: Appointment) -> timedelta:

@@ -1,9 +1,12 @@
 """Fake Telegram Bot API and SMS providers on loopback, with failure modes.
 
 Each fake records what it received and responds according to ``mode``:
-"ok", "error" (HTTP 500), "slow" (sleeps ``delay`` seconds first),
-"invalid" (a body that is not JSON) or "reject" (a provider-level refusal).
-``times`` limits how many requests the mode applies to before "ok" returns.
+"ok", "error" (HTTP 500), "slow" (sleeps ``delay`` seconds, then accepts
+the message anyway, as a provider does when its answer comes too late),
+"invalid" (HTTP 200 with a body that is not JSON), "gateway" (HTTP 502
+with an HTML body), "reject" (a provider-level refusal) or, for Telegram,
+"flood" (HTTP 429 with ``parameters.retry_after``). ``times`` limits how
+many requests the mode applies to before "ok" returns.
 """
 
 from __future__ import annotations
@@ -29,11 +32,19 @@ class Behaviour:
     mode: str = "ok"
     times: int | None = None
     delay: float = 2.0
+    retry_after: int = 30
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def set(self, mode: str, times: int | None = None, delay: float = 2.0) -> None:
+    def set(
+        self,
+        mode: str,
+        times: int | None = None,
+        delay: float = 2.0,
+        retry_after: int = 30,
+    ) -> None:
         with self.lock:
             self.mode, self.times, self.delay = mode, times, delay
+            self.retry_after = retry_after
 
     def take(self) -> str:
         """The mode for this request; counts down ``times``."""
@@ -53,6 +64,8 @@ class FakeTelegram:
         self.behaviour = Behaviour()
         self.sent: list[dict[str, Any]] = []
         self.answered: list[dict[str, Any]] = []
+        # (monotonic time, method) of every authorised call, whatever the mode.
+        self.calls: list[tuple[float, str]] = []
         self._ids = itertools.count(1)
         app = Flask("fake-telegram")
 
@@ -62,6 +75,7 @@ class FakeTelegram:
                 return jsonify(
                     ok=False, error_code=401, description="Unauthorized"
                 ), 401
+            self.calls.append((time.monotonic(), method))
             mode = self.behaviour.take()
             if mode == "slow":
                 time.sleep(self.behaviour.delay)
@@ -69,6 +83,16 @@ class FakeTelegram:
                 return jsonify(ok=False, error_code=500, description="Internal"), 500
             if mode == "invalid":
                 return "<html>bad gateway</html>", 200
+            if mode == "gateway":
+                return "<html>502 Bad Gateway</html>", 502
+            if mode == "flood":
+                wait = self.behaviour.retry_after
+                return jsonify(
+                    ok=False,
+                    error_code=429,
+                    description=f"Too Many Requests: retry after {wait}",
+                    parameters={"retry_after": wait},
+                ), 429
             if mode == "reject":
                 return jsonify(
                     ok=False, error_code=403, description="bot was blocked by the user"
@@ -145,12 +169,17 @@ class FakeTelegram:
 
 
 class FakeSms:
-    """SMS.ru's ``/sms/send`` JSON API and a generic JSON provider."""
+    """SMS.ru's ``/sms/send`` JSON API and a generic JSON provider.
+
+    The generic provider honours an ``Idempotency-Key`` header: a repeated
+    key returns the first message id and sends nothing.
+    """
 
     def __init__(self) -> None:
         self.behaviour = Behaviour()
         self.sent: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
+        self._by_key: dict[str, str] = {}
         app = Flask("fake-sms")
 
         def misbehave():
@@ -161,6 +190,8 @@ class FakeSms:
                 return mode, ("Internal Server Error", 500)
             if mode == "invalid":
                 return mode, ("<html>oops</html>", 200)
+            if mode == "gateway":
+                return mode, ("<html>502 Bad Gateway</html>", 502)
             return mode, None
 
         @app.post("/sms/send")
@@ -197,7 +228,12 @@ class FakeSms:
             if mode == "reject":
                 return jsonify(error="invalid number"), 400
             body = request.get_json(force=True)
+            key = request.headers.get("Idempotency-Key")
+            if key and key in self._by_key:
+                return jsonify(data={"id": self._by_key[key]})
             message_id = f"g-{next(self._ids)}"
+            if key:
+                self._by_key[key] = message_id
             self.sent.append(
                 {"provider": "generic", "to": body["phone"], "text": body["message"]}
             )

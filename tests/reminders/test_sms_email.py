@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import threading
+import time
 from email.policy import default
 
 import requests
@@ -54,12 +55,28 @@ def test_sms_server_error_retries(emulator, services, worker, sms, reminder_port
     assert jobs(services, "confirm")[0].status == "scheduled"
 
 
-def test_sms_slow_answer_times_out(emulator, services, worker, sms, reminder_portal):
+def test_sms_read_timeout_not_repeated(
+    emulator, services, worker, sms, reminder_portal
+):
     deal_id, _ = new_appointment(emulator, services, worker)
     _sms_client(services, reminder_portal, deal_id)
     sms.behaviour.set("slow", times=1, delay=2.0)
     dispatch.dispatch_due(services)
-    assert deliveries(services)[0].error == "sms: timeout"
+    time.sleep(1.5)
+    dispatch.dispatch_due(services)
+    attempts = deliveries(services)
+    assert [d.status for d in attempts] == ["unknown"]
+    assert attempts[0].error.startswith("sms: timeout")
+    assert jobs(services, "confirm")[0].status == "unknown"
+    assert len(sms.sent) == 1
+
+
+def test_sms_gateway_error_retries(emulator, services, worker, sms, reminder_portal):
+    deal_id, _ = new_appointment(emulator, services, worker)
+    _sms_client(services, reminder_portal, deal_id)
+    sms.behaviour.set("gateway", times=1)
+    dispatch.dispatch_due(services)
+    assert jobs(services, "confirm")[0].status == "scheduled"
 
 
 def test_sms_invalid_body_recorded(emulator, services, worker, sms, reminder_portal):

@@ -1,11 +1,16 @@
 """Booking module (`booking.v1.*`): resources, their slots, bookings, clients.
 
 Errors use the module's numeric codes (HTTP 400): 1021 booking not found,
-1018 empty resource collection, 422 invalid date period, 100 missing
-parameter. Bookings fire ONBOOKINGADD/UPDATE/DELETE with `data[ID]`.
+1009 resource not found, 1018 empty resource collection, 422 invalid date
+period, 100 missing parameter. Bookings fire ONBOOKINGADD/UPDATE/DELETE
+with `data[ID]`.
 
-Slot ranges are returned as `{"slotRanges": [{"from": minutes, "to":
-minutes, "weekDays": ["Mon", ...], "timezone", "slotSize"}]}`.
+A resource's working time is its slot settings, as the REST docs
+(bitrix24/b24restdocs, booking/resource/slots) give them:
+`booking.v1.resource.slots.list` returns `{"slots": [{"id", "from", "to",
+"timezone", "weekDays": ["Mon", ...], "slotSize"}]}`, with `from` and `to`
+in minutes of the day. The module has no free-time method; a client
+computes free times from these settings and `booking.v1.booking.list`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ NOTIFICATION_DEFAULTS = {
     "isDelayedNotificationOn": "N",
 }
 WEEK = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+# booking.v1.booking.list returns one page of at most 50 rows; `start` pages.
+PAGE_SIZE = 50
 
 
 def _error(code: int, text: str) -> RestError:
@@ -61,6 +68,7 @@ def add_resource(portal: Portal, fields: dict) -> int:
             "typeId": int(fields.get("typeId") or 1),
             "name": str(fields.get("name") or f"Ресурс {resource_id}"),
             "description": fields.get("description"),
+            "isMain": str(fields.get("isMain") or "Y"),
             **NOTIFICATION_DEFAULTS,
         }
         for key in NOTIFICATION_DEFAULTS:
@@ -68,6 +76,7 @@ def add_resource(portal: Portal, fields: dict) -> int:
                 record[key] = fields[key]
         record["slotRanges"] = [
             {
+                "id": portal.next_id("booking_slot"),
                 "from": 9 * 60,
                 "to": 21 * 60,
                 "weekDays": list(WEEK),
@@ -207,7 +216,7 @@ def _resource(ctx: CallContext, raw_id: Any) -> dict:
     resource_id = _int(raw_id, "id")
     record = ctx.portal.booking_resources.data.get(resource_id)
     if record is None:
-        raise _error(1020, "Resource not found")
+        raise _error(1009, "Resource not found")
     return record
 
 
@@ -250,24 +259,44 @@ def resource_delete(ctx: CallContext, params: dict) -> bool:
 def slots_list(ctx: CallContext, params: dict) -> dict:
     with ctx.portal.lock:
         record = _resource(ctx, _required(params, "resourceId"))
-        return {"slotRanges": [dict(r) for r in record["slotRanges"]]}
+        return {"slots": [dict(r) for r in record["slotRanges"]]}
+
+
+SLOT_FIELDS = ("from", "to", "timezone", "weekDays", "slotSize")
+
+
+def _slot(portal: Portal, item: dict) -> dict:
+    """Validate one item of `slots`; every field is required, as documented."""
+    missing = [name for name in SLOT_FIELDS if item.get(name) in (None, "", [])]
+    if missing:
+        raise _error(0, "Required fields: " + ", ".join(missing))
+    start, end = _int(item["from"], "from"), _int(item["to"], "to")
+    days = [str(day) for day in as_list(item["weekDays"])]
+    if not 0 <= start <= end <= 1440 or any(day not in WEEK for day in days):
+        raise _error(100, "Invalid parameter: slots")
+    return {
+        "id": portal.next_id("booking_slot"),
+        "from": start,
+        "to": end,
+        "weekDays": days,
+        "timezone": str(item["timezone"]),
+        "slotSize": _int(item["slotSize"], "slotSize"),
+    }
 
 
 @rest_method("booking.v1.resource.slots.set", "booking")
 def slots_set(ctx: CallContext, params: dict) -> bool:
-    ranges = [as_dict(item) for item in as_list(_required(params, "slots"))]
+    items = [as_dict(item) for item in as_list(_required(params, "slots"))]
     with ctx.portal.lock:
         record = _resource(ctx, _required(params, "resourceId"))
-        record["slotRanges"] = [
-            {
-                "from": int(item["from"]),
-                "to": int(item["to"]),
-                "weekDays": list(item.get("weekDays") or WEEK),
-                "timezone": item.get("timezone") or ctx.portal.config.timezone,
-                "slotSize": int(item.get("slotSize") or 60),
-            }
-            for item in ranges
-        ]
+        record["slotRanges"] = [_slot(ctx.portal, item) for item in items]
+    return True
+
+
+@rest_method("booking.v1.resource.slots.unset", "booking")
+def slots_unset(ctx: CallContext, params: dict) -> bool:
+    with ctx.portal.lock:
+        _resource(ctx, _required(params, "resourceId"))["slotRanges"] = []
     return True
 
 
@@ -321,7 +350,8 @@ def booking_list(ctx: CallContext, params: dict) -> dict:
         "dateTo": lambda r: r["datePeriod"]["to"]["timestamp"],
     }.get(key, lambda r: r["id"])
     rows.sort(key=sort_key, reverse=str(direction).lower() == "desc")
-    return {"booking": rows}
+    start = max(0, int(str(get_param(params, "start") or 0)))
+    return {"booking": rows[start : start + PAGE_SIZE]}
 
 
 @rest_method("booking.v1.booking.update", "booking")

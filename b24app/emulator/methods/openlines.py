@@ -29,8 +29,13 @@ def open_crm_chat(
     *,
     connector: str = "telegrambot",
     operator_id: int | None = None,
+    with_line_bots: bool = False,
 ) -> int:
-    """Open an open-line chat bound to a CRM item; return its CHAT_ID."""
+    """Open an open-line chat bound to a CRM item; return its CHAT_ID.
+
+    ``with_line_bots`` puts every open-line chat bot in the chat from the
+    start, as when the line's settings name the bot that answers first.
+    """
     with portal.lock:
         chat_id = 1000 + portal.next_id("chat")
         title, _source = channels.OPENLINE_CONNECTORS.get(
@@ -47,8 +52,22 @@ def open_crm_chat(
             "ACTIVE": "Y",
             "USERS": [operator_id or portal.owner_id],
         }
+        if with_line_bots:
+            portal.openline_chats.data[chat_id]["USERS"] += [
+                int(bot["ID"])
+                for bot in portal.bots.data.values()
+                if bot.get("OPENLINE") == "Y"
+            ]
         portal.touch()
     return chat_id
+
+
+def _bindings(chat: dict) -> str:
+    """CRM bindings as in ``entity_data_2``: ``LEAD|0|COMPANY|0|CONTACT|0|DEAL|12``."""
+    return "|".join(
+        f"{kind}|{chat['CRM_ENTITY'] if chat['CRM_ENTITY_TYPE'] == kind else 0}"
+        for kind in ("LEAD", "COMPANY", "CONTACT", "DEAL")
+    )
 
 
 def messages_to_client(portal: Portal, chat_id: int) -> list[dict]:
@@ -101,6 +120,10 @@ def client_reply(portal: Portal, chat_id: int, text: str) -> int:
                 "CHAT_TYPE": "L",
                 "CHAT_ENTITY_TYPE": "LINES",
                 "CHAT_ENTITY_ID": f"{chat['CONNECTOR_ID']}|1|{chat_id}|{client_user}",
+                "CHAT_ENTITY_DATA_1": f"Y|{chat['CRM_ENTITY_TYPE']}|"
+                f"{chat['CRM_ENTITY']}|N|N|{chat['SESSION_ID']}|0|0|0|0",
+                "CHAT_ENTITY_DATA_2": _bindings(chat),
+                "CHAT_ENTITY_DATA_3": "N",
                 "LANGUAGE": "ru",
             },
             "USER": {

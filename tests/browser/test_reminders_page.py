@@ -1,0 +1,92 @@
+"""The reminders settings page, opened from the KPI tab as an admin does."""
+
+from __future__ import annotations
+
+import pytest
+
+from b24app.models import Portal
+from b24app.reminders import config, consent, dispatch
+from tests.reminders.support import deliveries, new_appointment
+
+CLIENT = "Светлана Петрова"
+SERVICE = "Окрашивание"
+# Sample data uses "Мария", so this first name shows the preview used the deal.
+GREETING = "Здравствуйте, Светлана!"
+
+
+@pytest.fixture
+def reminded(emulator, installed, services, worker):
+    """One deal appointment whose confirmation went out in the open-line chat."""
+    config.save(
+        services,
+        installed.id,
+        {"quiet_hours": {"start": "00:00", "end": "00:00"}, "channels": ["openline"]},
+    )
+    deal_id, row = new_appointment(
+        emulator, services, worker, title=f"{SERVICE} — {CLIENT}"
+    )
+    emulator.portal.open_crm_chat("deal", deal_id)
+    consent.grant(services, installed.id, f"deal:{deal_id}", "openline", source="form")
+    dispatch.dispatch_due(services)
+    assert [d.status for d in deliveries(services)] == ["sent"]
+    return row
+
+
+def _open_reminders(page, emulator):
+    page.goto(f"{emulator.base_url}/_emulator/ui/placement/CRM_ANALYTICS_MENU")
+    frame = page.frame_locator("#app-frame")
+    frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+    frame.get_by_role("button", name="Напоминания клиентам").click()
+    frame.locator("#reminders[data-loaded='true']").wait_for(timeout=15000)
+    return frame
+
+
+@pytest.mark.browser
+def test_reminders_page_edit_preview_save(page, emulator, services, reminded):
+    frame = _open_reminders(page, emulator)
+    confirm = frame.locator('[data-template="confirm"]')
+    error = frame.locator('[data-error="templates.confirm"]')
+    preview = frame.locator('[data-preview="confirm"]')
+
+    confirm.fill("Здравствуйте, {name}! Ждём вас в {hall}.")
+    error.filter(has_text="Неизвестное поле {hall}").wait_for(timeout=5000)
+    assert preview.inner_text() == ""
+
+    confirm.fill("Здравствуйте, {name}! {service} ждёт вас {date} в {time}.")
+    preview.filter(has_text=GREETING).wait_for(timeout=5000)
+    assert SERVICE in preview.inner_text()
+    assert error.inner_text() == ""
+
+    frame.locator("#confirm-hours").fill("48")
+    frame.locator("#remind-hours").fill("3")
+    frame.locator("#save").click()
+    frame.locator("#status", has_text="Сохранено").wait_for(timeout=5000)
+
+    with services.db.session() as session:
+        stored = config.settings(session.get(Portal, reminded.portal_id))
+    assert stored["schedule"] == [
+        {"kind": "confirm", "minutes_before": 2880},
+        {"kind": "remind", "minutes_before": 180},
+    ]
+    assert "{service} ждёт вас" in stored["templates"]["confirm"]
+
+    row = frame.locator(f'#appointments tr[data-appointment="{reminded.id}"]')
+    assert "openline: sent" in row.inner_text()
+    assert SERVICE in row.inner_text()
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_reminders_page_rejects_unknown_field_on_save(
+    page, emulator, services, reminded
+):
+    frame = _open_reminders(page, emulator)
+    frame.locator('[data-template="remind"]').fill("Напоминаем: {when}.")
+    frame.locator("#save").click()
+
+    frame.locator("#error", has_text="Проверьте поля").wait_for(timeout=5000)
+    message = frame.locator('[data-error="templates.remind"]').inner_text()
+    assert "Неизвестное поле {when}" in message
+    # Chromium logs the rejected save (HTTP 422) itself; nothing else may fail.
+    unexpected = [e for e in page.console_errors if "status of 422" not in e]
+    assert unexpected == []
