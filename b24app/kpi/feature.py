@@ -38,11 +38,12 @@ def prepare_history(services: Services, portal: Portal, client: Any) -> None:
 def on_deal(
     services: Services, client, portal: Portal, bitrix_id: int, event: InboundEvent
 ) -> str:
+    """Store the deal as the portal has it now (a stage change is a stage move)."""
     try:
         record = client.call("crm.deal.get", {"id": bitrix_id})
     except BitrixCallError as err:
         if "not found" in err.description.lower():
-            return "skipped: deal deleted"
+            return _mark_deleted(services, portal, bitrix_id)
         raise
     cfg = kpi_settings.load(services, portal)
     with services.db.session() as session:
@@ -50,6 +51,28 @@ def on_deal(
             session, portal.id, [record], cfg, portal_settings.timezone(portal)
         )
     return "deal stored"
+
+
+@features.on_event("ONCRMDEALDELETE")
+def on_deal_delete(
+    services: Services, client, portal: Portal, bitrix_id: int, event: InboundEvent
+) -> str:
+    return _mark_deleted(services, portal, bitrix_id)
+
+
+def _mark_deleted(services: Services, portal: Portal, bitrix_id: int) -> str:
+    cfg = kpi_settings.load(services, portal)
+    with services.db.session() as session:
+        known = sync.delete_deal(
+            session, portal.id, bitrix_id, cfg, portal_settings.timezone(portal)
+        )
+    if not known:
+        return "skipped: deal not stored"
+    logger.info(
+        "kpi deal marked deleted",
+        extra={"member_id": portal.member_id, "deal_id": bitrix_id},
+    )
+    return "deal deleted"
 
 
 def _each_portal(services: Services, action: Callable[[Portal], object]) -> int:
@@ -122,6 +145,7 @@ def rollup_job(services: Services) -> int:
         today = datetime.now(UTC).date()
         rollup.refresh(services, portal)
         rollup.cells(services, portal, today - timedelta(days=ROLLUP_DAYS), today)
+        rollup.warm_deals(services, portal, today - timedelta(days=ROLLUP_DAYS), today)
 
     return _each_portal(services, warm)
 

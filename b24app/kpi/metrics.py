@@ -3,8 +3,9 @@
 Every function takes the period as UTC bounds ``[lower, upper)`` of whole
 local days (see ``first_response.period_bounds``) and returns plain dicts
 with counts, so the JSON API, the exports and the e-mail share one source.
-Aggregates run in SQL; only small per-group rows reach Python. Exact
-definitions: docs/kpi.md.
+The deal KPIs read the stored deal days and visits (see ``rollup``), built
+on first use; only small per-group rows reach Python. Exact definitions:
+docs/kpi.md.
 """
 
 from __future__ import annotations
@@ -12,23 +13,23 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    String,
-    and_,
-    case,
-    cast,
-    exists,
-    func,
-    literal_column,
-    or_,
-    select,
+from sqlalchemy import String, case, cast, exists, func, literal_column, or_, select
+from sqlalchemy.orm import Session
+
+from b24app import portal_settings
+from b24app.kpi import rollup
+from b24app.kpi.models import (
+    KpiDeal,
+    KpiDealDay,
+    KpiSpend,
+    KpiStageMove,
+    KpiVisit,
+    KpiVisitDay,
 )
-from sqlalchemy.orm import Session, aliased
-
-from b24app.kpi.models import KpiDeal, KpiSpend, KpiStageMove
 from b24app.kpi.settings import OUTCOMES, KpiConfig
-from b24app.models import Lead
+from b24app.models import Lead, Portal
 
 RETENTION_DAYS = 91
 LEAD_ENTITY = 1
@@ -129,6 +130,27 @@ def _breakdown(groups: dict[str, list[int]], whole: str, part: str) -> list[dict
     ]
 
 
+def _scope_days(session: Session, portal_id: int, cfg: KpiConfig, lower, upper):
+    """Build the stored deal days of the period; return its zone and local days."""
+    portal = session.get(Portal, portal_id)
+    zone = ZoneInfo(portal_settings.timezone(portal))
+    days = rollup.local_days(zone, lower, upper)
+    if days is None:
+        raise ValueError("the period bounds must be whole local days")
+    rollup.ensure_deal_days(session, portal_id, cfg, zone, *days)
+    return zone, days
+
+
+def _deal_days(portal_id: int, cfg: KpiConfig, kind: str, days: tuple[date, date]):
+    return (
+        KpiDealDay.portal_id == portal_id,
+        KpiDealDay.kind == kind,
+        KpiDealDay.day >= days[0],
+        KpiDealDay.day <= days[1],
+        KpiDealDay.category_id.in_(cfg.categories or [-1]),
+    )
+
+
 def appointments(
     session: Session, portal_id: int, cfg: KpiConfig, lower: datetime, upper: datetime
 ) -> dict[str, Any]:
@@ -136,42 +158,40 @@ def appointments(
     stage_outcome = {
         stage: outcome for outcome in OUTCOMES for stage in cfg.stages(outcome)
     }
-    base = (
-        KpiDeal.portal_id == portal_id,
-        KpiDeal.category_id.in_(cfg.categories or [-1]),
-        KpiDeal.deleted.is_(False),
-        KpiDeal.appointment_at >= lower,
-        KpiDeal.appointment_at < upper,
-    )
+    _, days = _scope_days(session, portal_id, cfg, lower, upper)
     rows = session.execute(
         select(
-            KpiDeal.stage_id,
-            KpiDeal.assigned_by_id,
-            func.count(),
-            func.sum(case((KpiDeal.amount > 0, KpiDeal.amount), else_=0)),
-            func.sum(case((KpiDeal.amount > 0, 1), else_=0)),
-            func.sum(case((KpiDeal.contact_id.is_not(None), 1), else_=0)),
+            KpiDealDay.stage_id,
+            KpiDealDay.manager,
+            func.sum(KpiDealDay.deals),
+            func.sum(KpiDealDay.amount),
+            func.sum(KpiDealDay.priced),
+            func.sum(KpiDealDay.contacts),
+            func.sum(KpiDealDay.late),
         )
-        .where(*base)
-        .group_by(KpiDeal.stage_id, KpiDeal.assigned_by_id)
+        .where(*_deal_days(portal_id, cfg, "due", days))
+        .group_by(KpiDealDay.stage_id, KpiDealDay.manager)
     ).all()
 
     counts: dict[str, int] = defaultdict(int)
     revenue = 0.0
-    priced = with_contact = 0
+    priced = with_contact = late = 0
+    cancelled = set(cfg.stages("cancelled"))
     per_manager: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for stage, manager, count, amount, amount_count, contacts in rows:
+    for stage, manager, count, amount, amount_count, contacts, late_count in rows:
+        count = int(count or 0)
         outcome = stage_outcome.get(stage or "", "other")
         counts[outcome] += count
-        key = str(manager) if manager is not None else "none"
+        key = str(manager) if manager else "none"
         per_manager[key][outcome] += count
+        if stage in cancelled:
+            late += int(late_count or 0)
         if outcome == "visited":
             revenue += float(amount or 0)
             priced += int(amount_count or 0)
             with_contact += int(contacts or 0)
             per_manager[key]["revenue"] += float(amount or 0)
 
-    late = _late_cancellations(session, base, cfg)
     visited, no_show = counts["visited"], counts["no_show"]
     employees = sum(1 for m in per_manager.values() if m.get("visited"))
     return {
@@ -207,30 +227,137 @@ def appointments(
     }
 
 
-def _late_cancellations(session: Session, base: tuple, cfg: KpiConfig) -> int:
-    stages = cfg.stages("cancelled")
-    if not stages:
-        return 0
-    hours = int(cfg.mapping.get("late_cancel_hours") or 24)
-    late = KpiDeal.moved_at >= _plus_hours(session, KpiDeal.appointment_at, -hours)
-    count = session.scalar(
-        select(func.count()).where(
-            *base, KpiDeal.stage_id.in_(stages), KpiDeal.moved_at.is_not(None), late
+def _visit_counts(
+    session: Session, portal_id: int, cfg: KpiConfig, lower: datetime, upper: datetime
+) -> dict[str, Any]:
+    """Client counts of the period and its 12-month window, in one pass.
+
+    A client's first visit in a window is the visit whose previous visit
+    (``KpiVisit.prev_at``) lies before the window or does not exist. A new
+    client's first visit has no previous visit at all.
+    """
+    cache = session.info.setdefault("kpi_visit_counts", {})
+    key = (portal_id, lower, upper)
+    if key not in cache:
+        rollup.ensure_visits(session, portal_id, cfg)
+        zone = rollup.zone_of(session, portal_id)
+        period = rollup.local_days(zone, lower, upper)
+        window = rollup.local_days(zone, upper - timedelta(days=365), upper)
+        if period is not None and window is not None:
+            cache[key] = _visit_counts_by_day(session, portal_id, period, window[0])
+        else:
+            cache[key] = _visit_counts_by_row(session, portal_id, lower, upper)
+    return cache[key]
+
+
+def _visit_counts_by_day(
+    session: Session, portal_id: int, period: tuple[date, date], year_start: date
+) -> dict[str, Any]:
+    """Compute ``_visit_counts`` from the visit days (bounds on local midnights).
+
+    The clients of days ``L``..``U`` are the first visits ever on those days,
+    plus the links (previous visit -> visit) that cross the start of ``L``,
+    less those that also pass the end of ``U``. The crossing links are the
+    sum of starts minus ends over the days before ``L``. The few links that
+    pass both ends are counted from the visits after ``U``.
+    """
+    first_day, last_day = period
+    day = KpiVisitDay.day
+
+    def total(column, since: date | None = None, before: date | None = None):
+        test = (day >= since) if since is not None else (day < before)
+        return func.sum(case((test, column), else_=0))
+
+    rows = session.execute(
+        select(
+            KpiVisitDay.channel,
+            total(KpiVisitDay.first, since=first_day),
+            total(KpiVisitDay.first_returned, since=first_day),
+            total(KpiVisitDay.starts - KpiVisitDay.ends, before=first_day),
+            total(
+                KpiVisitDay.starts_returned - KpiVisitDay.ends_returned,
+                before=first_day,
+            ),
+            total(KpiVisitDay.amount, since=year_start),
+            total(KpiVisitDay.first, since=year_start),
+            total(KpiVisitDay.starts - KpiVisitDay.ends, before=year_start),
         )
+        .where(KpiVisitDay.portal_id == portal_id, day <= last_day)
+        .group_by(KpiVisitDay.channel)
+    ).all()
+    passing, passing_returned, passing_year = session.execute(
+        select(
+            func.sum(case((KpiVisit.prev_day < first_day, 1), else_=0)),
+            func.sum(
+                case(((KpiVisit.prev_day < first_day) & KpiVisit.returned, 1), else_=0)
+            ),
+            func.sum(case((KpiVisit.prev_day < year_start, 1), else_=0)),
+        ).where(
+            KpiVisit.portal_id == portal_id,
+            KpiVisit.day > last_day,
+            KpiVisit.prev_day.is_not(None),
+        )
+    ).one()
+
+    new_by_channel: dict[str, int] = defaultdict(int)
+    sums = [0, 0, 0, 0, 0.0, 0, 0]
+    for channel, *values in rows:
+        if values[0]:
+            new_by_channel[channel or "other"] += int(values[0])
+        for i, value in enumerate(values):
+            sums[i] += value or 0
+    return {
+        "clients": int(sums[0] + sums[2] - (passing or 0)),
+        "returned": int(sums[1] + sums[3] - (passing_returned or 0)),
+        "new_by_channel": dict(new_by_channel),
+        "revenue_12m": float(sums[4]),
+        "clients_12m": int(sums[5] + sums[6] - (passing_year or 0)),
+    }
+
+
+def _visit_counts_by_row(
+    session: Session, portal_id: int, lower: datetime, upper: datetime
+) -> dict[str, Any]:
+    """Compute ``_visit_counts`` from the visit rows (any bounds)."""
+    year_ago = upper - timedelta(days=365)
+    in_period = KpiVisit.appointment_at >= lower
+    first = in_period & or_(KpiVisit.prev_at.is_(None), KpiVisit.prev_at < lower)
+    in_year = KpiVisit.appointment_at >= year_ago
+    first_in_year = in_year & or_(
+        KpiVisit.prev_at.is_(None), KpiVisit.prev_at < year_ago
     )
-    return int(count or 0)
-
-
-def _plus_hours(session: Session, column, hours: int):
-    if session.get_bind().dialect.name == "postgresql":
-        return column + literal_column(f"interval '{int(hours)} hours'")
-    return func.strftime("%Y-%m-%d %H:%M:%f", column, f"{int(hours):+d} hours")
-
-
-def _plus_days(session: Session, column, days: int):
-    if session.get_bind().dialect.name == "postgresql":
-        return column + literal_column(f"interval '{int(days)} days'")
-    return func.strftime("%Y-%m-%d %H:%M:%f", column, f"+{int(days)} days")
+    rows = session.execute(
+        select(
+            KpiVisit.channel,
+            func.sum(case((first, 1), else_=0)),
+            func.sum(case((first & KpiVisit.returned, 1), else_=0)),
+            func.sum(case((in_period & KpiVisit.prev_at.is_(None), 1), else_=0)),
+            func.sum(case((in_year, KpiVisit.amount), else_=None)),
+            func.sum(case((first_in_year, 1), else_=0)),
+        )
+        .where(
+            KpiVisit.portal_id == portal_id,
+            KpiVisit.appointment_at >= min(lower, year_ago),
+            KpiVisit.appointment_at < upper,
+        )
+        .group_by(KpiVisit.channel)
+    ).all()
+    result: dict[str, Any] = {
+        "clients": 0,
+        "returned": 0,
+        "new_by_channel": defaultdict(int),
+        "revenue_12m": 0.0,
+        "clients_12m": 0,
+    }
+    for channel, clients, returned, new, revenue, clients_12m in rows:
+        result["clients"] += int(clients or 0)
+        result["returned"] += int(returned or 0)
+        if new:
+            result["new_by_channel"][channel or "other"] += int(new)
+        result["revenue_12m"] += float(revenue or 0)
+        result["clients_12m"] += int(clients_12m or 0)
+    result["new_by_channel"] = dict(result["new_by_channel"])
+    return result
 
 
 def retention(
@@ -243,41 +370,12 @@ def retention(
 ) -> dict[str, Any]:
     """Share of the period's visiting clients who came again within 91 days."""
     now = now or datetime.now(UTC)
-    visited = cfg.stages("visited") or ["-"]
-    first = (
-        select(
-            KpiDeal.contact_id.label("contact_id"),
-            func.min(KpiDeal.appointment_at).label("first_at"),
-        )
-        .where(
-            KpiDeal.portal_id == portal_id,
-            KpiDeal.category_id.in_(cfg.categories or [-1]),
-            KpiDeal.deleted.is_(False),
-            KpiDeal.stage_id.in_(visited),
-            KpiDeal.contact_id.is_not(None),
-            KpiDeal.appointment_at >= lower,
-            KpiDeal.appointment_at < upper,
-        )
-        .group_by(KpiDeal.contact_id)
-        .subquery()
-    )
-    later = aliased(KpiDeal)
-    again = exists().where(
-        later.portal_id == portal_id,
-        later.contact_id == first.c.contact_id,
-        later.category_id.in_(cfg.categories or [-1]),
-        later.deleted.is_(False),
-        later.stage_id.in_(visited),
-        later.appointment_at > first.c.first_at,
-        later.appointment_at <= _plus_days(session, first.c.first_at, RETENTION_DAYS),
-    )
-    clients, returned = session.execute(
-        select(func.count(), func.sum(case((again, 1), else_=0))).select_from(first)
-    ).one()
+    counts = _visit_counts(session, portal_id, cfg, lower, upper)
+    clients, returned = counts["clients"], counts["returned"]
     return {
-        "clients": int(clients or 0),
-        "returned": int(returned or 0),
-        "rate": share(int(returned or 0), int(clients or 0)),
+        "clients": clients,
+        "returned": returned,
+        "rate": share(returned, clients),
         "target": cfg.targets.get("retention_3m"),
         "window_days": RETENTION_DAYS,
         "window_complete": upper + timedelta(days=RETENTION_DAYS) <= now,
@@ -294,54 +392,9 @@ def acquisition(
     upper: datetime,
 ) -> dict[str, Any]:
     """CAC per channel and a 12-month revenue-per-client LTV."""
-    visited = cfg.stages("visited") or ["-"]
-    scope = (
-        KpiDeal.portal_id == portal_id,
-        KpiDeal.category_id.in_(cfg.categories or [-1]),
-        KpiDeal.deleted.is_(False),
-        KpiDeal.stage_id.in_(visited),
-        KpiDeal.contact_id.is_not(None),
-        KpiDeal.appointment_at.is_not(None),
-    )
-    # New clients: a first visit in the period and no visit before it.
-    first = (
-        select(
-            KpiDeal.contact_id.label("contact_id"),
-            func.min(KpiDeal.appointment_at).label("first_at"),
-        )
-        .where(*scope, KpiDeal.appointment_at >= lower, KpiDeal.appointment_at < upper)
-        .group_by(KpiDeal.contact_id)
-        .subquery()
-    )
-    earlier = aliased(KpiDeal)
-    first_deal = aliased(KpiDeal)
-    new_rows = session.execute(
-        select(first_deal.channel, func.count())
-        .select_from(first)
-        .join(
-            first_deal,
-            and_(
-                first_deal.portal_id == portal_id,
-                first_deal.contact_id == first.c.contact_id,
-                first_deal.appointment_at == first.c.first_at,
-                first_deal.stage_id.in_(visited),
-            ),
-        )
-        .where(
-            ~exists().where(
-                earlier.portal_id == portal_id,
-                earlier.contact_id == first.c.contact_id,
-                earlier.category_id.in_(cfg.categories or [-1]),
-                earlier.deleted.is_(False),
-                earlier.stage_id.in_(visited),
-                earlier.appointment_at < lower,
-            )
-        )
-        .group_by(first_deal.channel)
-    ).all()
-    new_by_channel: dict[str, int] = defaultdict(int)
-    for channel, count in new_rows:
-        new_by_channel[channel or "other"] += int(count)
+    counts = _visit_counts(session, portal_id, cfg, lower, upper)
+    new_by_channel = counts["new_by_channel"]
+    revenue, clients = counts["revenue_12m"], counts["clients_12m"]
 
     months = _months(start, end)
     spend_rows = session.execute(
@@ -351,12 +404,6 @@ def acquisition(
     ).all()
     spend = {channel: float(amount or 0) for channel, amount in spend_rows}
 
-    year_ago = upper - timedelta(days=365)
-    revenue, clients = session.execute(
-        select(func.sum(KpiDeal.amount), func.count(func.distinct(KpiDeal.contact_id)))
-        .where(*scope, KpiDeal.appointment_at >= year_ago)
-        .where(KpiDeal.appointment_at < upper)
-    ).one()
     new_total = sum(new_by_channel.values())
     spend_total = sum(spend.values())
     ltv = money(float(revenue or 0) / clients) if clients else None
@@ -397,20 +444,15 @@ def coverage(
     session: Session, portal_id: int, cfg: KpiConfig, lower: datetime, upper: datetime
 ) -> dict[str, Any]:
     """Measure how complete the deal data is, for the period's new deals."""
+    _, days = _scope_days(session, portal_id, cfg, lower, upper)
     total, with_time, with_amount, with_contact, with_lead = session.execute(
         select(
-            func.count(),
-            func.sum(case((KpiDeal.appointment_at.is_not(None), 1), else_=0)),
-            func.sum(case((KpiDeal.amount > 0, 1), else_=0)),
-            func.sum(case((KpiDeal.contact_id.is_not(None), 1), else_=0)),
-            func.sum(case((KpiDeal.lead_id.is_not(None), 1), else_=0)),
-        ).where(
-            KpiDeal.portal_id == portal_id,
-            KpiDeal.category_id.in_(cfg.categories or [-1]),
-            KpiDeal.deleted.is_(False),
-            KpiDeal.created_at >= lower,
-            KpiDeal.created_at < upper,
-        )
+            func.sum(KpiDealDay.deals),
+            func.sum(KpiDealDay.timed),
+            func.sum(KpiDealDay.priced),
+            func.sum(KpiDealDay.contacts),
+            func.sum(KpiDealDay.linked),
+        ).where(*_deal_days(portal_id, cfg, "made", days))
     ).one()
     total = int(total or 0)
     return {

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -59,18 +60,34 @@ class KpiDeal(Base):
 
 
 class KpiStageMove(Base):
-    """One row of ``crm.stagehistory.list``: a lead or deal entered a stage."""
+    """A lead or deal entered a stage.
+
+    Rows from ``crm.stagehistory.list`` carry the history row's ID. Moves seen
+    in live events have none (``bitrix_id`` is NULL) and are unique by owner,
+    stage and time. The history row of the same move replaces them later.
+    """
 
     __tablename__ = "kpi_stage_moves"
     __table_args__ = (
         UniqueConstraint("portal_id", "entity_type", "bitrix_id"),
         Index("ix_kpi_stage_moves_owner", "portal_id", "entity_type", "owner_id"),
+        Index(
+            "uq_kpi_stage_moves_live",
+            "portal_id",
+            "entity_type",
+            "owner_id",
+            "stage_id",
+            "created_at",
+            unique=True,
+            sqlite_where=text("bitrix_id IS NULL"),
+            postgresql_where=text("bitrix_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"))
     entity_type: Mapped[int] = mapped_column(Integer)
-    bitrix_id: Mapped[int] = mapped_column(Integer)
+    bitrix_id: Mapped[int | None] = mapped_column(Integer)
     owner_id: Mapped[int] = mapped_column(Integer)
     stage_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
@@ -176,7 +193,12 @@ class KpiLeadDay(Base):
 
 
 class KpiRollupDay(Base):
-    """A day or month whose ``kpi_lead_days`` rows are built (also with no leads)."""
+    """A built stored period (also an empty one).
+
+    Grain "day" or "month" marks ``kpi_lead_days`` rows, and "deal" the
+    ``kpi_deal_days`` rows of one local day. Grain "visits" marks the whole
+    ``kpi_visits`` table of the portal (one row, ``day`` 2000-01-01).
+    """
 
     __tablename__ = "kpi_rollup_days"
 
@@ -186,6 +208,108 @@ class KpiRollupDay(Base):
     grain: Mapped[str] = mapped_column(String(8), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     built_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KpiDealDay(Base):
+    """Deal counts of one local day, pipeline, stage and responsible user.
+
+    ``kind`` "due" counts deals by appointment day, "made" by creation day.
+    Built on first use per day (``kpi_rollup_days`` grain "deal") and dropped
+    for the days a changed deal touches (see ``rollup.deals_changed``).
+    """
+
+    __tablename__ = "kpi_deal_days"
+    __table_args__ = (
+        UniqueConstraint(
+            "portal_id",
+            "kind",
+            "day",
+            "category_id",
+            "stage_id",
+            "manager",
+            name="uq_kpi_deal_days_cell",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    day: Mapped[date] = mapped_column(Date)
+    category_id: Mapped[int] = mapped_column(Integer)
+    stage_id: Mapped[str] = mapped_column(String(64))
+    manager: Mapped[int] = mapped_column(Integer)
+    deals: Mapped[int] = mapped_column(Integer, default=0)
+    # Deals with an amount above 0, and the sum of those amounts.
+    priced: Mapped[int] = mapped_column(Integer, default=0)
+    amount: Mapped[float] = mapped_column(Float, default=0.0)
+    # The sum of every stored amount (the daily series adds them all).
+    amount_all: Mapped[float] = mapped_column(Float, default=0.0)
+    contacts: Mapped[int] = mapped_column(Integer, default=0)
+    timed: Mapped[int] = mapped_column(Integer, default=0)
+    linked: Mapped[int] = mapped_column(Integer, default=0)
+    # Moved to the stage less than ``late_cancel_hours`` before the appointment.
+    late: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class KpiVisit(Base):
+    """One visit (a visited booking deal with a contact and a time), with links.
+
+    ``prev_at`` is the time of the contact's visit just before this one in
+    (time, deal ID) order; ``returned`` is true when another visit follows within
+    ``metrics.RETENTION_DAYS``. Kept current per contact as deals change.
+    """
+
+    __tablename__ = "kpi_visits"
+    __table_args__ = (
+        UniqueConstraint("portal_id", "deal_id"),
+        Index("ix_kpi_visits_time", "portal_id", "appointment_at"),
+        Index("ix_kpi_visits_contact", "portal_id", "contact_id"),
+        Index("ix_kpi_visits_day", "portal_id", "day"),
+        Index("ix_kpi_visits_prev_day", "portal_id", "prev_day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"))
+    deal_id: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[int] = mapped_column(Integer)
+    appointment_at: Mapped[datetime]
+    # Local days of ``appointment_at`` and ``prev_at``.
+    day: Mapped[date] = mapped_column(Date)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    amount: Mapped[float | None] = mapped_column(Float)
+    prev_at: Mapped[datetime | None]
+    prev_day: Mapped[date | None] = mapped_column(Date)
+    returned: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class KpiVisitDay(Base):
+    """Visit counts of one local day and channel, summed from ``kpi_visits``.
+
+    A visit with a previous visit is a link from the previous visit's day
+    (``starts``) to its own day (``ends``). The links that cross a day
+    boundary are the running sum of starts minus ends before it, so the
+    client counts of any period need these rows plus the few links that
+    span the whole period (see ``metrics``).
+    """
+
+    __tablename__ = "kpi_visit_days"
+    __table_args__ = (UniqueConstraint("portal_id", "day", "channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(32))
+    visits: Mapped[int] = mapped_column(Integer, default=0)
+    amount: Mapped[float] = mapped_column(Float, default=0.0)
+    # Visits with no previous visit (a client's first), and those returned.
+    first: Mapped[int] = mapped_column(Integer, default=0)
+    first_returned: Mapped[int] = mapped_column(Integer, default=0)
+    # Links by the previous visit's day and by the visit's day; "_returned":
+    # only links whose later visit was followed by another within the window.
+    starts: Mapped[int] = mapped_column(Integer, default=0)
+    starts_returned: Mapped[int] = mapped_column(Integer, default=0)
+    ends: Mapped[int] = mapped_column(Integer, default=0)
+    ends_returned: Mapped[int] = mapped_column(Integer, default=0)
 
 
 # The KPI queries select leads of one portal by creation time.

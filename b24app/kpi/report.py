@@ -7,30 +7,22 @@ coverage, daily series for the charts and a traffic light per KPI.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, cast, func, literal_column, select
+from sqlalchemy import func, select
 
 from b24app import portal_settings
-from b24app.kpi import metrics
+from b24app.kpi import metrics, rollup
 from b24app.kpi import settings as kpi_settings
 from b24app.kpi.first_response import first_response_report, period_bounds
-from b24app.kpi.models import KpiDeal
+from b24app.kpi.models import KpiDeal, KpiDealDay
 from b24app.models import Portal
 from b24app.services import Services
 
-
-def local_day(session, column, tz: str, at: datetime):
-    """SQL expression of the local calendar day of a UTC timestamp column."""
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(func.timezone(tz, column), Date)
-    # SQLite has no zone database: the zone's offset at the period start is
-    # used for the whole period (Russian zones keep one offset all year).
-    offset = ZoneInfo(tz).utcoffset(at.replace(tzinfo=None)) or timedelta(0)
-    minutes = int(offset.total_seconds() // 60)
-    return func.date(column, f"{minutes:+d} minutes")
+logger = logging.getLogger(__name__)
 
 
 def _status(value: float | None, target: float | None, *, lower_is_better=False):
@@ -149,7 +141,8 @@ def deal_series(
     session, portal_id: int, cfg, tz: str, start: date, end: date
 ) -> list[dict[str, Any]]:
     """Per local day: bookings made, visits, no-shows and revenue due that day."""
-    lower, upper = period_bounds(tz, start, end)
+    zone = ZoneInfo(tz)
+    rollup.ensure_deal_days(session, portal_id, cfg, zone, start, end)
     days = {
         (start + timedelta(days=i)).isoformat(): {
             "date": (start + timedelta(days=i)).isoformat(),
@@ -162,21 +155,18 @@ def deal_series(
         for i in range((end - start).days + 1)
     }
     scope = (
-        KpiDeal.portal_id == portal_id,
-        KpiDeal.category_id.in_(cfg.categories or [-1]),
-        KpiDeal.deleted.is_(False),
+        KpiDealDay.portal_id == portal_id,
+        KpiDealDay.category_id.in_(cfg.categories or [-1]),
+        KpiDealDay.day >= start,
+        KpiDealDay.day <= end,
     )
-    made_day = local_day(session, KpiDeal.created_at, tz, lower)
     for day, count in session.execute(
-        select(made_day, func.count())
-        .where(*scope, KpiDeal.created_at >= lower, KpiDeal.created_at < upper)
-        .group_by(made_day)
+        select(KpiDealDay.day, func.sum(KpiDealDay.deals))
+        .where(*scope, KpiDealDay.kind == "made")
+        .group_by(KpiDealDay.day)
     ):
-        key = str(day)[:10]
-        if key in days:
-            days[key]["bookings"] = count
+        days[day.isoformat()]["bookings"] = int(count or 0)
 
-    due_day = local_day(session, KpiDeal.appointment_at, tz, lower)
     outcome_of = {
         stage: outcome
         for outcome in ("visited", "no_show", "cancelled")
@@ -185,26 +175,23 @@ def deal_series(
     if outcome_of:
         for day, stage, count, amount in session.execute(
             select(
-                due_day,
-                KpiDeal.stage_id,
-                func.count(),
-                func.coalesce(func.sum(KpiDeal.amount), literal_column("0")),
+                KpiDealDay.day,
+                KpiDealDay.stage_id,
+                func.sum(KpiDealDay.deals),
+                func.sum(KpiDealDay.amount_all),
             )
             .where(
                 *scope,
-                KpiDeal.appointment_at >= lower,
-                KpiDeal.appointment_at < upper,
-                KpiDeal.stage_id.in_(list(outcome_of)),
+                KpiDealDay.kind == "due",
+                KpiDealDay.stage_id.in_(list(outcome_of)),
             )
-            .group_by(due_day, KpiDeal.stage_id)
+            .group_by(KpiDealDay.day, KpiDealDay.stage_id)
         ):
-            key = str(day)[:10]
-            if key not in days:
-                continue
+            row = days[day.isoformat()]
             outcome = outcome_of[stage]
-            days[key][outcome] += count
+            row[outcome] += int(count or 0)
             if outcome == "visited":
-                days[key]["revenue"] = round(days[key]["revenue"] + float(amount), 2)
+                row["revenue"] = round(row["revenue"] + float(amount or 0), 2)
     return list(days.values())
 
 
@@ -231,8 +218,8 @@ def daily_report(
                 KpiDeal.stage_id.not_in(cfg.stages("cancelled") or ["-"]),
             )
         )
-    capacity = cfg.daily_capacity
-    return {
+    booked_due = int(booked_due or 0)
+    rv = {
         "kind": "daily",
         "date": day.isoformat(),
         "leads": base["leads_total"],
@@ -240,13 +227,27 @@ def daily_report(
         "urgent": base["urgent"],
         "sla_breaches": base["breached_clocks"],
         "bookings": series["bookings"],
-        "appointments_due": int(booked_due or 0),
-        "capacity": capacity,
-        "free_slots": max(capacity - int(booked_due or 0), 0)
-        if capacity is not None
-        else None,
-        "free_slots_source": "capacity" if capacity is not None else None,
+        "appointments_due": booked_due,
+        "capacity": cfg.daily_capacity,
+        "free_slots": None,
+        "free_slots_source": None,
     }
+
+    # The Booking module's own slots when the portal has resources there,
+    # else the configured daily capacity minus the appointments due.
+    if "booking" in (portal.scope or "").split(","):
+        from b24app.kpi import slots
+
+        counts = slots.free_slots_of_day(services, portal, day, lower, upper)
+        if counts is not None:
+            rv["capacity"] = counts["total_slots"]
+            rv["free_slots"] = counts["free_slots"]
+            rv["free_slots_source"] = "booking"
+            return rv
+    if cfg.daily_capacity is not None:
+        rv["free_slots"] = max(cfg.daily_capacity - booked_due, 0)
+        rv["free_slots_source"] = "capacity"
+    return rv
 
 
 def weekly_report(

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from b24app import leadtext
 from b24app.dbutil import insert_ignore
+from b24app.kpi import rollup
 from b24app.kpi.models import KpiDeal, KpiStageMove
 from b24app.kpi.settings import KpiConfig
 from b24app.models import Lead
@@ -61,6 +62,11 @@ OUTGOING = "2"
 # Rows per INSERT, within SQLite's limit of bound parameters per statement.
 INSERT_CHUNK = 500
 TOUCH_TYPES = {"2": "call", "4": "email"}
+LEAD_ENTITY = 1
+DEAL_ENTITY = 2
+# A history row this close to a live move of the same owner and stage is
+# the same move (the event's MOVED_TIME and the history's CREATED_TIME).
+LIVE_MOVE_MATCH = timedelta(hours=1)
 
 
 def parse_moment(value: Any, tz: str) -> datetime | None:
@@ -105,9 +111,9 @@ def deal_values(record: dict[str, Any], cfg: KpiConfig, tz: str) -> dict[str, An
     extra = {k: record.get(k) for k in ("BEGINDATE", "CLOSEDATE") if k in record}
     if field.startswith("UF_CRM_"):
         extra[field] = record.get(field)
-    # NOTE: with appointment_field "booking" the time would come from Booking
-    # module bookings linked to the deal, which are not read yet, so it stays
-    # empty and such deals drop out of the appointment KPIs.
+    # With appointment_field "booking" the time is the start of the Booking
+    # module booking linked to the deal (see ``booking_times``), set by the
+    # caller.
     return {
         "category_id": _int(record.get("CATEGORY_ID")) or 0,
         "stage_id": record.get("STAGE_ID"),
@@ -135,11 +141,30 @@ def upsert_deals(
     cfg: KpiConfig,
     tz: str,
 ) -> int:
-    """Insert or refresh deals; returns how many rows were written."""
+    """Insert or refresh deals; returns how many rows were written.
+
+    A stage that differs from the stored one is recorded as a live stage
+    move, and the stored deal days and visits the change touches are
+    refreshed (see ``rollup.deals_changed``).
+    """
+    records = list(records)
+    before = _stored_deals(session, portal_id, [int(r["ID"]) for r in records])
+    booked_at = (
+        booking_times(
+            session, portal_id, list(before) + [int(r["ID"]) for r in records]
+        )
+        if cfg.mapping.get("appointment_field") == "booking"
+        else None
+    )
+    zone = ZoneInfo(tz)
+    days: set = set()
+    contacts: set[int] = set()
     count = 0
     for record in records:
         bitrix_id = int(record["ID"])
         values = deal_values(record, cfg, tz)
+        if booked_at is not None:
+            values["appointment_at"] = booked_at.get(bitrix_id)
         created = insert_ignore(
             session,
             KpiDeal,
@@ -152,8 +177,131 @@ def upsert_deals(
                 .where(KpiDeal.portal_id == portal_id, KpiDeal.bitrix_id == bitrix_id)
                 .values(**values)
             )
+        old = before.get(bitrix_id)
+        if (
+            old is not None
+            and values["stage_id"]
+            and old.stage_id != values["stage_id"]
+        ):
+            record_stage_move(
+                session,
+                portal_id,
+                DEAL_ENTITY,
+                bitrix_id,
+                values["stage_id"],
+                values["moved_at"] or values["synced_at"],
+            )
+        _touched(zone, days, contacts, old)
+        _touched(zone, days, contacts, values)
         count += 1
+    rollup.deals_changed(session, portal_id, cfg, days, contacts)
     return count
+
+
+def booking_times(
+    session: Session, portal_id: int, deal_ids: list[int]
+) -> dict[int, datetime]:
+    """Start of the Booking module booking linked to each deal.
+
+    The reminders feature stores the portal's bookings with the deal they
+    are linked to; a live booking wins over a cancelled one, then the latest.
+    """
+    from b24app.reminders.models import Appointment
+
+    found: dict[int, tuple[bool, datetime]] = {}
+    ids = sorted(set(deal_ids))
+    for first in range(0, len(ids), INSERT_CHUNK):
+        rows = session.execute(
+            select(
+                Appointment.deal_id, Appointment.starts_at, Appointment.status
+            ).where(
+                Appointment.portal_id == portal_id,
+                Appointment.source == "booking",
+                Appointment.deal_id.in_(ids[first : first + INSERT_CHUNK]),
+            )
+        )
+        for deal_id, starts_at, status in rows:
+            rank = (status != "cancelled", starts_at)
+            if deal_id not in found or rank > found[deal_id]:
+                found[deal_id] = rank
+    return {deal_id: rank[1] for deal_id, rank in found.items()}
+
+
+def booking_changed(
+    session: Session, portal_id: int, deal_id: int, cfg: KpiConfig, tz: str
+) -> bool:
+    """Move a stored deal's appointment time to its booking's; True if it moved."""
+    if cfg.mapping.get("appointment_field") != "booking":
+        return False
+    old = _stored_deals(session, portal_id, [deal_id]).get(deal_id)
+    if old is None:
+        return False
+    starts_at = booking_times(session, portal_id, [deal_id]).get(deal_id)
+    if old.appointment_at == starts_at:
+        return False
+    session.execute(
+        update(KpiDeal)
+        .where(KpiDeal.portal_id == portal_id, KpiDeal.bitrix_id == deal_id)
+        .values(appointment_at=starts_at, synced_at=datetime.now(UTC))
+    )
+    days: set = set()
+    contacts: set[int] = set()
+    zone = ZoneInfo(tz)
+    _touched(zone, days, contacts, old)
+    _touched(zone, days, contacts, {"appointment_at": starts_at})
+    rollup.deals_changed(session, portal_id, cfg, days, contacts)
+    return True
+
+
+def delete_deal(
+    session: Session, portal_id: int, bitrix_id: int, cfg: KpiConfig, tz: str
+) -> bool:
+    """Mark a stored deal deleted; False when the app never stored it."""
+    old = _stored_deals(session, portal_id, [bitrix_id]).get(bitrix_id)
+    if old is None:
+        return False
+    session.execute(
+        update(KpiDeal)
+        .where(KpiDeal.portal_id == portal_id, KpiDeal.bitrix_id == bitrix_id)
+        .values(deleted=True, synced_at=datetime.now(UTC))
+    )
+    days: set = set()
+    contacts: set[int] = set()
+    _touched(ZoneInfo(tz), days, contacts, old)
+    rollup.deals_changed(session, portal_id, cfg, days, contacts)
+    return True
+
+
+def _stored_deals(session: Session, portal_id: int, ids: list[int]) -> dict[int, Any]:
+    """The stored fields of ``ids`` that decide which stored days they touch."""
+    found = {}
+    for first in range(0, len(ids), INSERT_CHUNK):
+        rows = session.execute(
+            select(
+                KpiDeal.bitrix_id,
+                KpiDeal.stage_id,
+                KpiDeal.created_at,
+                KpiDeal.appointment_at,
+                KpiDeal.contact_id,
+            ).where(
+                KpiDeal.portal_id == portal_id,
+                KpiDeal.bitrix_id.in_(ids[first : first + INSERT_CHUNK]),
+            )
+        )
+        found.update({row.bitrix_id: row for row in rows})
+    return found
+
+
+def _touched(zone: ZoneInfo, days: set, contacts: set[int], deal: Any) -> None:
+    """Add the local days and the contact a deal version counts on."""
+    if deal is None:
+        return
+    get = deal.get if isinstance(deal, dict) else deal._mapping.get
+    for column in ("created_at", "appointment_at"):
+        if get(column) is not None:
+            days.add(get(column).astimezone(zone).date())
+    if get("contact_id") is not None:
+        contacts.add(get("contact_id"))
 
 
 def insert_leads(
@@ -245,12 +393,14 @@ def insert_stage_moves(
     records: Iterable[dict[str, Any]],
     tz: str,
 ) -> int:
+    """Store ``crm.stagehistory.list`` rows; they replace the same live moves."""
     count = 0
     for record in records:
         stage = record.get("STATUS_ID") or record.get("STAGE_ID")
         at = parse_moment(record.get("CREATED_TIME"), tz)
         if not stage or at is None:
             continue
+        owner = int(record.get("OWNER_ID") or 0)
         insert_ignore(
             session,
             KpiStageMove,
@@ -258,11 +408,77 @@ def insert_stage_moves(
                 "portal_id": portal_id,
                 "entity_type": entity_type,
                 "bitrix_id": int(record["ID"]),
-                "owner_id": int(record.get("OWNER_ID") or 0),
+                "owner_id": owner,
                 "stage_id": str(stage)[:64],
                 "created_at": at,
             },
             ["portal_id", "entity_type", "bitrix_id"],
         )
+        session.execute(
+            delete(KpiStageMove).where(
+                KpiStageMove.portal_id == portal_id,
+                KpiStageMove.entity_type == entity_type,
+                KpiStageMove.owner_id == owner,
+                KpiStageMove.stage_id == str(stage)[:64],
+                KpiStageMove.bitrix_id.is_(None),
+                KpiStageMove.created_at >= at - LIVE_MOVE_MATCH,
+                KpiStageMove.created_at <= at + LIVE_MOVE_MATCH,
+            )
+        )
         count += 1
     return count
+
+
+def record_stage_move(
+    session: Session,
+    portal_id: int,
+    entity_type: int,
+    owner_id: int,
+    stage_id: str,
+    at: datetime,
+) -> None:
+    """Store a stage move seen in a live event (1 lead, 2 deal), once.
+
+    Such a row has no history ID; the import's history row of the same move
+    replaces it. A move the history already holds is not added again.
+    """
+    stage = str(stage_id)[:64]
+    known = session.scalar(
+        select(KpiStageMove.id).where(
+            KpiStageMove.portal_id == portal_id,
+            KpiStageMove.entity_type == entity_type,
+            KpiStageMove.owner_id == owner_id,
+            KpiStageMove.stage_id == stage,
+            KpiStageMove.bitrix_id.is_not(None),
+            KpiStageMove.created_at >= at - LIVE_MOVE_MATCH,
+            KpiStageMove.created_at <= at + LIVE_MOVE_MATCH,
+        )
+    )
+    if known is not None:
+        return
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        module.insert(KpiStageMove)
+        .values(
+            portal_id=portal_id,
+            entity_type=entity_type,
+            bitrix_id=None,
+            owner_id=owner_id,
+            stage_id=stage,
+            created_at=at,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[
+                "portal_id",
+                "entity_type",
+                "owner_id",
+                "stage_id",
+                "created_at",
+            ],
+            index_where=KpiStageMove.bitrix_id.is_(None),
+        )
+    )
+    logger.info(
+        "kpi live stage move stored",
+        extra={"portal_id": portal_id, "owner_id": owner_id, "stage_id": stage},
+    )
