@@ -14,6 +14,7 @@ from b24app import features, leadtext, portal_settings
 from b24app.bitrix.client import PortalClient
 from b24app.bitrix.errors import BitrixCallError
 from b24app.dbutil import insert_ignore
+from b24app.kpi import sync as kpi_sync
 from b24app.models import InboundEvent, Lead, Portal, TagFeedback
 from b24app.services import Services
 from b24app.sla import clocks
@@ -367,6 +368,15 @@ def handle_lead_update(
         actor = _int(fields.get("MOVED_BY_ID") or fields.get("MODIFY_BY_ID"))
         with services.db.session() as session:
             session.get(Lead, lead.id).status_id = status
+            # The booking KPIs count a lead that ever reached a booked status.
+            kpi_sync.record_stage_move(
+                session,
+                portal.id,
+                kpi_sync.LEAD_ENTITY,
+                bitrix_id,
+                status,
+                moved_at or event.received_at,
+            )
         if by_person and status != lead.initial_status_id:
             clocks.record_touch(
                 services,

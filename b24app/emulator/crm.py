@@ -718,6 +718,14 @@ def update_deal(portal: Portal, deal_id: int, fields: Mapping, actor: Actor) -> 
     portal.events.fire("ONCRMDEALUPDATE", {"FIELDS": {"ID": deal_id}}, actor)
 
 
+def delete_deal(portal: Portal, deal_id: int, actor: Actor) -> None:
+    with portal.lock:
+        if portal.deals.data.pop(deal_id, None) is None:
+            raise crm_error("Not found")
+        portal.touch()
+    portal.events.fire("ONCRMDEALDELETE", {"FIELDS": {"ID": deal_id}}, actor)
+
+
 def deal_view(portal: Portal, deal_id: int) -> dict:
     with portal.lock:
         record = portal.deals.data.get(deal_id)

@@ -191,7 +191,22 @@ def sync_booking(
     if deal_id:
         # The booking now carries the visit; a deal-time appointment would repeat it.
         close(services, portal, "deal", deal_id, "cancelled", quiet=True)
+        _kpi_booking_changed(services, portal, deal_id)
     return outcome
+
+
+def _kpi_booking_changed(services: Services, portal: Portal, deal_id: int) -> None:
+    """Give the KPI copy of the deal its booking's time, where the mapping says so."""
+    from b24app.kpi import settings as kpi_settings
+    from b24app.kpi import sync as kpi_sync
+
+    cfg = kpi_settings.load(services, portal)
+    if cfg.mapping.get("appointment_field") != "booking":
+        return
+    with services.db.session() as session:
+        kpi_sync.booking_changed(
+            session, portal.id, deal_id, cfg, portal_settings.timezone(portal)
+        )
 
 
 # Storage and planning

@@ -172,3 +172,41 @@ def test_telegram_slot_button_moves_booking(
     )
     stored = emulator.portal.bookings[booking_id]["datePeriod"]["from"]["timestamp"]
     assert stored == first
+
+
+def _kpi_appointment_at(services, deal_id: int):
+    from b24app.kpi.models import KpiDeal
+
+    with services.db.session() as session:
+        return session.scalar(
+            select(KpiDeal.appointment_at).where(KpiDeal.bitrix_id == deal_id)
+        )
+
+
+def test_booking_time_is_kpi_appointment_time(
+    emulator, services, worker, reminder_portal
+):
+    from b24app.kpi import settings as kpi_settings
+
+    cfg = kpi_settings.load(services, reminder_portal)
+    kpi_settings.save(
+        services,
+        reminder_portal,
+        mapping={**cfg.mapping, "appointment_field": "booking"},
+    )
+    booking_id, deal_id, _, start = _book(emulator, services, worker, reminder_portal)
+    drain(
+        worker,
+        services,
+        until=lambda: _kpi_appointment_at(services, deal_id) == start,
+    )
+
+    later = start + timedelta(days=1)
+    emulator.portal.move_booking(booking_id, later, later + timedelta(hours=1))
+    drain(
+        worker,
+        services,
+        until=lambda: _kpi_appointment_at(services, deal_id) == later,
+    )
+
+    assert _kpi_appointment_at(services, deal_id) == later

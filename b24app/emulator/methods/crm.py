@@ -223,6 +223,13 @@ def deal_update(ctx: CallContext, params: dict) -> bool:
     return True
 
 
+@rest_method("crm.deal.delete", "crm")
+def deal_delete(ctx: CallContext, params: dict) -> bool:
+    deal_id = crm.parse_entity_id(get_param(params, "id"))
+    crm.delete_deal(ctx.portal, deal_id, ctx.actor)
+    return True
+
+
 @rest_method("crm.category.list", "crm")
 def category_list(ctx: CallContext, params: dict) -> Page:
     entity_type = str(get_param(params, "entityTypeId") or "")
