@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from functools import wraps
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from b24app import get_services, portal_settings
 from b24app.dbutil import insert_ignore
@@ -25,14 +26,20 @@ MAX_RANGE_DAYS = 366
 
 
 class ApiError(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
+    """A rejected request; ``field`` names the invalid input field, if one."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None):
         super().__init__(message)
         self.status = status
+        self.field = field
 
 
 @bp.errorhandler(ApiError)
 def _api_error(err: ApiError):
-    return jsonify(error=str(err)), err.status
+    body = {"error": str(err)}
+    if err.field:
+        body["field"] = err.field
+    return jsonify(body), err.status
 
 
 def portal_required(view):
@@ -217,10 +224,16 @@ def settings_put():
     return settings_get()
 
 
+MONTH_PATTERN = re.compile(r"\d{4}-\d{2}")
+MAX_SPEND = 1e12
+
+
 @bp.get("/kpi/spend")
 @portal_required
 def spend_list():
-    with get_services().db.session() as session:
+    """Return the entered spend, newest month first, and the channels allowed."""
+    services = get_services()
+    with services.db.session() as session:
         rows = session.scalars(
             select(KpiSpend)
             .where(KpiSpend.portal_id == g.portal.id)
@@ -230,7 +243,41 @@ def spend_list():
             {"month": r.month.isoformat()[:7], "channel": r.channel, "amount": r.amount}
             for r in rows
         ]
-    return jsonify({"items": items})
+    return jsonify(
+        {"items": items, "channels": kpi_settings.known_channels(services, g.portal)}
+    )
+
+
+def _spend_key(source, *, known_only: bool = True) -> tuple[date, str]:
+    """Validate the month (YYYY-MM) and the channel of a spend request.
+
+    Deleting accepts any stored channel name, so a row whose channel no
+    longer appears in the portal's leads can still be removed.
+    """
+    raw_month = source.get("month")
+    try:
+        if not isinstance(raw_month, str) or not MONTH_PATTERN.fullmatch(raw_month):
+            raise ValueError(raw_month)
+        month = date.fromisoformat(f"{raw_month}-01")
+    except ValueError as err:
+        raise ApiError(
+            f"month must be YYYY-MM, got {raw_month!r}", field="month"
+        ) from err
+    if not 2000 <= month.year <= 2100:
+        raise ApiError(
+            f"month must be within 2000..2100, got {raw_month!r}", field="month"
+        )
+
+    channel = source.get("channel")
+    if not known_only and isinstance(channel, str) and 0 < len(channel) <= 32:
+        return month, channel
+    known = kpi_settings.known_channels(get_services(), g.portal)
+    if not isinstance(channel, str) or channel not in known:
+        raise ApiError(
+            f"unknown channel {channel!r}; use one of {', '.join(known)}",
+            field="channel",
+        )
+    return month, channel
 
 
 @bp.put("/kpi/spend")
@@ -239,16 +286,17 @@ def spend_list():
 def spend_put():
     """Set one channel's spend in a month: ``{month: YYYY-MM, channel, amount}``."""
     body = _json_body()
-    try:
-        month = date.fromisoformat(f"{body.get('month')}-01")
-    except (TypeError, ValueError) as err:
-        raise ApiError("month must be YYYY-MM") from err
-    channel = body.get("channel")
-    if not isinstance(channel, str) or not 0 < len(channel) <= 32:
-        raise ApiError("channel must be a name of 1..32 characters")
+    month, channel = _spend_key(body)
     amount = body.get("amount")
-    if not isinstance(amount, int | float) or isinstance(amount, bool) or amount < 0:
-        raise ApiError("amount must be a non-negative number")
+    if (
+        not isinstance(amount, int | float)
+        or isinstance(amount, bool)
+        or not 0 <= amount <= MAX_SPEND
+    ):
+        raise ApiError(
+            f"amount must be a number from 0 to {MAX_SPEND:.0f}, got {amount!r}",
+            field="amount",
+        )
     with get_services().db.session() as session:
         values = {"portal_id": g.portal.id, "month": month, "channel": channel}
         if (
@@ -265,6 +313,27 @@ def spend_put():
                 )
             )
             row.amount = float(amount)
+    return spend_list()
+
+
+@bp.delete("/kpi/spend")
+@portal_required
+@admin_required
+def spend_delete():
+    """Delete one channel's spend in a month (query ``month`` and ``channel``)."""
+    month, channel = _spend_key(request.args, known_only=False)
+    with get_services().db.session() as session:
+        deleted = session.execute(
+            delete(KpiSpend).where(
+                KpiSpend.portal_id == g.portal.id,
+                KpiSpend.month == month,
+                KpiSpend.channel == channel,
+            )
+        ).rowcount
+    if not deleted:
+        raise ApiError(
+            f"no spend entered for {channel} in {month.isoformat()[:7]}", 404
+        )
     return spend_list()
 
 

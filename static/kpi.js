@@ -24,8 +24,16 @@
          target: "цель", of: "из", late: "поздних",
          loadFailed: "Не удалось загрузить данные: ",
          missing: "Прогноз появится, когда накопится 4 недели истории: не хватает дней — ",
+         missingOf: " из ",
          backtest: "Ошибка метода на ваших данных (MAPE по неделям): ",
+         hits: "; факт попал в интервал 80 % в неделях: ",
          noBacktest: "Ошибку метода покажем после 8 недель истории.",
+         band: "Интервал 80 %",
+         spendErrors: {month: "Укажите месяц в формате ГГГГ-ММ, например 2026-11.",
+                       channel: "Неизвестный канал «{value}». Выберите из списка: {list}.",
+                       amount: "Сумма должна быть числом не меньше 0."},
+         edit: "Изменить", remove: "Удалить", cancel: "Отмена", saveRow: "Сохранить",
+         deleted: "Удалено",
          windowOpen: "окно 3 мес. ещё не закрылось", noSpend: "расходы не внесены",
          importDone: "История загружена", importLeft: "осталось примерно ",
          sec: " с", saved: "Сохранено", coverage: "Полнота данных: ",
@@ -41,8 +49,16 @@
          target: "target", of: "of", late: "late",
          loadFailed: "Could not load the data: ",
          missing: "The forecast appears after 4 weeks of history; days missing: ",
+         missingOf: " of ",
          backtest: "Method error on your data (weekly MAPE): ",
+         hits: "; actual weeks inside the 80 % interval: ",
          noBacktest: "The method error is shown after 8 weeks of history.",
+         band: "80 % interval",
+         spendErrors: {month: "Enter the month as YYYY-MM, for example 2026-11.",
+                       channel: "Unknown channel \u201c{value}\u201d. Pick one from the list: {list}.",
+                       amount: "The amount must be a number of 0 or more."},
+         edit: "Edit", remove: "Delete", cancel: "Cancel", saveRow: "Save",
+         deleted: "Deleted",
          windowOpen: "the 3-month window is still open", noSpend: "no spend entered",
          importDone: "History loaded", importLeft: "about ",
          sec: " s left", saved: "Saved", coverage: "Data coverage: ",
@@ -83,7 +99,8 @@
                    retention: "Return within 3 months", cac: "CAC", ltv: "LTV (12 months)",
                    channelsTitle: "Leads by channel", managersTitle: "Conversion and SLA by manager",
                    visitsTitle: "Visits, no-shows, cancellations", revenueTitle: "Revenue per day",
-                   forecastTitle: "Bookings forecast, 4 weeks", importTitle: "History import",
+                   forecastTitle: "Bookings forecast, 4 weeks",
+                   forecastRevenueTitle: "Revenue forecast, 4 weeks", importTitle: "History import",
                    importStart: "Import history again", adminTitle: "KPI settings",
                    segment: "Business type", salon: "Salon", clinic: "Clinic", fitness: "Fitness",
                    categories: "Booking pipelines (IDs)", stBooked: "Booked",
@@ -91,7 +108,9 @@
                    stCancelled: "Cancelled", leadBooked: "Lead statuses meaning booked",
                    apptField: "Appointment time field", convTarget: "Conversion target, %",
                    capacity: "Slots per day", email: "Owner e-mail", save: "Save",
-                   spendTitle: "Ad spend", feedTitle: "Spreadsheet link (IMPORTDATA)",
+                   spendTitle: "Ad spend", spendMonth: "Month", spendChannel: "Channel",
+                   spendAmount: "Amount", spendAdd: "Add", spendEmpty: "No spend entered yet.",
+                   feedTitle: "Spreadsheet link (IMPORTDATA)",
                    feedRotate: "New link", feedRevoke: "Revoke",
                    tzNote: "Business time, time zone"};
   var T = TEXT[lang];
@@ -146,7 +165,11 @@
         return response.blob();
       }
       return response.json().then(function (body) {
-        if (!response.ok) { throw new Error(body.error || response.status); }
+        if (!response.ok) {
+          var error = new Error(body.error || response.status);
+          error.field = body.field;
+          throw error;
+        }
         return body;
       });
     });
@@ -233,28 +256,51 @@
            backgroundColor: "#39a8ef"}], {plugins: {legend: {display: false}}});
   }
 
-  function renderForecast(result) {
-    var note = document.getElementById("forecast-note");
-    var canvas = document.getElementById("chart-forecast");
-    if (!result.available) {
-      note.textContent = T.missing + result.missing_days;
-      canvas.hidden = true;
-      root.dataset.forecast = "hidden";
-      return;
-    }
-    canvas.hidden = false;
-    root.dataset.forecast = "shown";
-    var bt = result.bookings.backtest;
-    note.textContent = bt && bt.mape !== null ? T.backtest + percent(bt.mape) : T.noBacktest;
-    var weeks = result.bookings.weeks;
-    draw("chart-forecast", {
+  function forecastNote(series) {
+    var bt = series.backtest;
+    if (!bt || bt.mape === null) { return T.noBacktest; }
+    return T.backtest + percent(bt.mape) + T.hits + bt.interval_hits;
+  }
+
+  function forecastChart(id, series, color, band) {
+    var weeks = series.weeks;
+    draw(id, {
       type: "line",
       data: {labels: weeks.map(function (w) { return w.from.slice(5); }),
              datasets: [
-               {label: T.forecast, data: weeks.map(function (w) { return w.value; }), borderColor: "#2fc6f6"},
-               {label: T.low, data: weeks.map(function (w) { return w.low; }), borderColor: "#c2c6ca", borderDash: [4, 4]},
-               {label: T.high, data: weeks.map(function (w) { return w.high; }), borderColor: "#c2c6ca", borderDash: [4, 4]}]}
+               {label: T.low, data: weeks.map(function (w) { return w.low; }),
+                borderColor: "#c2c6ca", borderDash: [4, 4], pointRadius: 0, fill: false},
+               {label: T.band, data: weeks.map(function (w) { return w.high; }),
+                borderColor: "#c2c6ca", borderDash: [4, 4], pointRadius: 0,
+                backgroundColor: band, fill: "-1"},
+               {label: T.forecast, data: weeks.map(function (w) { return w.value; }),
+                borderColor: color, backgroundColor: color, fill: false}]},
+      options: {plugins: {legend: {labels: {filter: function (item) { return item.datasetIndex > 0; }}}},
+                scales: {y: {beginAtZero: true}}}
     });
+  }
+
+  // Both forecasts come from one response: bookings and revenue, each with
+  // its own backtest. Before 4 weeks of history both notes show how much is missing.
+  function renderForecast(result) {
+    var parts = [
+      {note: "forecast-note", canvas: "chart-forecast", key: "bookings",
+       color: "#2fc6f6", band: "rgba(47, 198, 246, 0.18)"},
+      {note: "forecast-revenue-note", canvas: "chart-forecast-revenue", key: "revenue",
+       color: "#39a8ef", band: "rgba(57, 168, 239, 0.18)"}];
+    parts.forEach(function (part) {
+      var note = document.getElementById(part.note);
+      var canvas = document.getElementById(part.canvas);
+      if (!result.available) {
+        note.textContent = T.missing + result.missing_days + T.missingOf + (result.history_days + result.missing_days);
+        canvas.hidden = true;
+        return;
+      }
+      canvas.hidden = false;
+      note.textContent = forecastNote(result[part.key]);
+      forecastChart(part.canvas, result[part.key], part.color, part.band);
+    });
+    root.dataset.forecast = result.available ? "shown" : "hidden";
   }
 
   function renderImport(progress) {
@@ -331,6 +377,7 @@
       Math.round(settings.targets.conversion * 1000) / 10;
     form.daily_capacity.value = settings.daily_capacity === null ? "" : settings.daily_capacity;
     form.owner_email.value = settings.owner_email || "";
+    if (settings.is_admin && !spendChannels.length) { loadSpend(); }
   }
 
   function saveSettings(event) {
@@ -360,16 +407,131 @@
       }).catch(fail);
   }
 
+  var spendChannels = [];
+
+  function spendError(err, form) {
+    var box = document.getElementById("spend-error");
+    var message = err.message;
+    if (err.field && T.spendErrors[err.field]) {
+      message = T.spendErrors[err.field]
+        .replace("{value}", form ? form.channel.value.trim() : "")
+        .replace("{list}", spendChannels.join(", "));
+    }
+    box.textContent = message;
+    box.hidden = false;
+    if (form && err.field && form[err.field] && form[err.field].setAttribute) {
+      form[err.field].setAttribute("aria-invalid", "true");
+      form[err.field].focus();
+    }
+  }
+
+  function clearSpendError() {
+    document.getElementById("spend-error").hidden = true;
+    document.querySelectorAll("#spend [aria-invalid]").forEach(function (el) {
+      el.removeAttribute("aria-invalid");
+    });
+  }
+
+  function spendButton(text, action, onClick) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.textContent = text;
+    button.dataset.action = action;
+    button.addEventListener("click", onClick);
+    return button;
+  }
+
+  function renderSpend(body) {
+    spendChannels = body.channels || [];
+    var list = document.getElementById("spend-channels");
+    list.textContent = "";
+    spendChannels.forEach(function (name) {
+      var option = document.createElement("option");
+      option.value = name;
+      list.appendChild(option);
+    });
+    var tbody = document.querySelector("#spend-table tbody");
+    tbody.textContent = "";
+    body.items.forEach(function (item) {
+      var row = document.createElement("tr");
+      row.dataset.month = item.month;
+      row.dataset.channel = item.channel;
+      [item.month, item.channel, money(item.amount)].forEach(function (text, index) {
+        var cell = document.createElement("td");
+        cell.textContent = text;
+        if (index === 2) { cell.className = "amount"; }
+        row.appendChild(cell);
+      });
+      var actions = document.createElement("td");
+      actions.appendChild(spendButton(T.edit, "edit", function () { editSpend(row, item); }));
+      actions.appendChild(spendButton(T.remove, "delete", function () { deleteSpend(item); }));
+      row.appendChild(actions);
+      tbody.appendChild(row);
+    });
+    document.getElementById("spend-table").hidden = body.items.length === 0;
+    document.getElementById("spend-empty").hidden = body.items.length > 0;
+    root.dataset.spendRows = String(body.items.length);
+  }
+
+  function loadSpend() {
+    api("/kpi/spend").then(renderSpend).catch(fail);
+  }
+
+  function putSpend(values, form) {
+    clearSpendError();
+    return api("/kpi/spend", {method: "PUT", headers: {"Content-Type": "application/json"},
+                              body: JSON.stringify(values)})
+      .then(function (body) {
+        renderSpend(body);
+        document.getElementById("spend-status").textContent = T.saved;
+        load();
+        return true;
+      }).catch(function (err) { spendError(err, form); return false; });
+  }
+
+  function amountOf(raw) {
+    // An empty or non-numeric field is sent as text, so the API names it.
+    return raw.trim() !== "" && isFinite(Number(raw)) ? Number(raw) : raw;
+  }
+
+  function editSpend(row, item) {
+    var cell = row.querySelector("td.amount");
+    var actions = row.lastChild;
+    var input = document.createElement("input");
+    input.type = "number";
+    input.step = "any";
+    input.name = "amount";
+    input.value = item.amount;
+    cell.textContent = "";
+    cell.appendChild(input);
+    actions.textContent = "";
+    actions.appendChild(spendButton(T.saveRow, "save", function () {
+      putSpend({month: item.month, channel: item.channel, amount: amountOf(input.value)},
+               {amount: input, channel: {value: item.channel}});
+    }));
+    actions.appendChild(spendButton(T.cancel, "cancel", function () {
+      clearSpendError();
+      loadSpend();
+    }));
+    input.focus();
+  }
+
+  function deleteSpend(item) {
+    clearSpendError();
+    var query = "?month=" + encodeURIComponent(item.month) + "&channel=" + encodeURIComponent(item.channel);
+    api("/kpi/spend" + query, {method: "DELETE"}).then(function (body) {
+      renderSpend(body);
+      document.getElementById("spend-status").textContent = T.deleted;
+      load();
+    }).catch(function (err) { spendError(err, null); });
+  }
+
   function saveSpend(event) {
     event.preventDefault();
     var form = event.target;
-    api("/kpi/spend", {method: "PUT", headers: {"Content-Type": "application/json"},
-                       body: JSON.stringify({month: form.month.value, channel: form.channel.value.trim(),
-                                             amount: Number(form.amount.value)})})
-      .then(function () {
-        document.getElementById("spend-status").textContent = T.saved;
-        load();
-      }).catch(fail);
+    putSpend({month: form.month.value.trim(), channel: form.channel.value.trim(),
+              amount: amountOf(form.amount.value)}, form)
+      .then(function (ok) { if (ok) { form.reset(); } });
   }
 
   function feed(method) {

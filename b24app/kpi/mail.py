@@ -113,20 +113,69 @@ def build_message(
     return message
 
 
+class MailError(Exception):
+    """Raised when an e-mail is not delivered; the message names cause and fix."""
+
+
+def tls_context(smtp: kpi_settings.SmtpSettings) -> ssl.SSLContext:
+    """Build a client context that verifies the certificate chain and the host name."""
+    context = ssl.create_default_context(cafile=smtp.ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 def send(message: EmailMessage, smtp: kpi_settings.SmtpSettings) -> None:
-    context = ssl.create_default_context()
-    if smtp.tls == "ssl":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(
-            smtp.host, smtp.port, timeout=smtp.timeout, context=context
+    """Deliver ``message`` or raise MailError when it is not accepted.
+
+    With ``starttls`` the upgrade is required: a server that does not offer
+    STARTTLS gets no message. Credentials are never sent without TLS.
+    """
+    address = f"{smtp.host}:{smtp.port}"
+    if smtp.username and smtp.tls == "none":
+        raise MailError(
+            f"OTKLIK_SMTP_USER is set but OTKLIK_SMTP_TLS is none, so the "
+            f"credentials would reach {address} in clear text; set "
+            "OTKLIK_SMTP_TLS to starttls or ssl"
         )
-    else:
-        client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
-    with client:
-        if smtp.tls == "starttls":
-            client.starttls(context=context)
-        if smtp.username:
-            client.login(smtp.username, smtp.password or "")
-        client.send_message(message)
+    context = tls_context(smtp) if smtp.tls != "none" else None
+    try:
+        if smtp.tls == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                smtp.host, smtp.port, timeout=smtp.timeout, context=context
+            )
+        else:
+            client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
+        with client:
+            if smtp.tls == "starttls":
+                client.ehlo()
+                if not client.has_extn("starttls"):
+                    raise MailError(
+                        f"the SMTP server {address} does not offer STARTTLS; "
+                        "use OTKLIK_SMTP_TLS=ssl if it expects TLS from the first "
+                        "byte"
+                    )
+                client.starttls(context=context)
+            if smtp.username:
+                client.login(smtp.username, smtp.password or "")
+            client.send_message(message)
+    except ssl.SSLCertVerificationError as err:
+        raise MailError(
+            f"the certificate of the SMTP server {address} is not trusted "
+            f"({err.verify_message}); set OTKLIK_SMTP_CA_FILE to the CA bundle "
+            "that signed it"
+        ) from err
+    except smtplib.SMTPAuthenticationError as err:
+        raise MailError(
+            f"the SMTP server {address} rejected the login of "
+            f"OTKLIK_SMTP_USER ({err.smtp_code})"
+        ) from err
+    except (OSError, smtplib.SMTPException) as err:
+        # smtplib reports a read timeout as SMTPServerDisconnected.
+        if isinstance(err, TimeoutError) or isinstance(err.__context__, TimeoutError):
+            raise MailError(
+                f"the SMTP server {address} timed out after {smtp.timeout:g} s"
+            ) from err
+        raise MailError(f"sending through {address} failed: {err}") from err
 
 
 def send_weekly(
@@ -159,11 +208,13 @@ def send_weekly(
     )
     try:
         send(message, smtp)
-    except (OSError, smtplib.SMTPException) as err:
+    except MailError as err:
+        # Without the claim row the next hourly run tries again.
         release(services, portal.id, "weekly_email", week_start)
         logger.warning(
-            "weekly e-mail failed",
-            extra={"member_id": portal.member_id, "error": type(err).__name__},
+            "weekly e-mail failed, will retry: %s",
+            err,
+            extra={"member_id": portal.member_id, "week": week_start.isoformat()},
         )
         raise
     mark(services, portal.id, "weekly_email", week_start, "sent")

@@ -14,9 +14,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from b24app import portal_settings
-from b24app.kpi.models import KpiSettings
-from b24app.models import Portal
+from b24app.kpi.models import KpiDeal, KpiSettings
+from b24app.models import Lead, Portal
 from b24app.services import Services
 
 OUTCOMES = ("booked", "confirmed", "visited", "no_show", "cancelled")
@@ -167,6 +169,33 @@ def save(services: Services, portal: Portal, **values: Any) -> None:
             setattr(row, key, value)
 
 
+# Marketing spend is entered per lead channel, so CAC per channel can divide
+# it by the new clients of that channel. The standard names are those that
+# ``leadtext.channel`` gives; a portal's own lead sources add more.
+STANDARD_CHANNELS = ("site", "phone", "email", "openline", "ads", "referral", "other")
+
+
+def known_channels(services: Services, portal: Portal) -> list[str]:
+    """Return the standard channels and those of the portal's leads and deals."""
+    with services.db.session() as session:
+        seen = set(
+            session.scalars(
+                select(Lead.channel)
+                .where(Lead.portal_id == portal.id, Lead.channel.is_not(None))
+                .distinct()
+            )
+        )
+        seen |= set(
+            session.scalars(
+                select(KpiDeal.channel)
+                .where(KpiDeal.portal_id == portal.id, KpiDeal.channel.is_not(None))
+                .distinct()
+            )
+        )
+    extra = sorted(c for c in seen if c and c not in STANDARD_CHANNELS)
+    return list(STANDARD_CHANNELS) + extra
+
+
 # SMTP settings of the weekly e-mail, read from the environment.
 
 
@@ -178,11 +207,17 @@ class SmtpSettings:
     username: str | None
     password: str | None
     tls: str  # "starttls", "ssl" or "none"
-    timeout: float
+    timeout: float  # seconds, for the connection and each SMTP command
+    # PEM bundle of the CAs that may sign the server's certificate; None uses
+    # the system store. The certificate and host name are always verified.
+    ca_file: str | None = None
 
 
 def smtp_settings(environ: dict[str, str] | None = None) -> SmtpSettings | None:
-    """OTKLIK_SMTP_* settings, or None when no host is configured."""
+    """OTKLIK_SMTP_* settings, or None when no host is configured.
+
+    Raises ValueError naming the variable when a value is invalid.
+    """
     env = os.environ if environ is None else environ
     host = env.get("OTKLIK_SMTP_HOST", "").strip()
     if not host:
@@ -190,12 +225,30 @@ def smtp_settings(environ: dict[str, str] | None = None) -> SmtpSettings | None:
     tls = env.get("OTKLIK_SMTP_TLS", "starttls").strip().lower()
     if tls not in ("starttls", "ssl", "none"):
         raise ValueError("OTKLIK_SMTP_TLS must be starttls, ssl or none")
+    try:
+        port = int(env.get("OTKLIK_SMTP_PORT") or (465 if tls == "ssl" else 587))
+        timeout = float(env.get("OTKLIK_SMTP_TIMEOUT") or 30)
+    except ValueError as err:
+        raise ValueError(
+            "OTKLIK_SMTP_PORT must be an integer and OTKLIK_SMTP_TIMEOUT a number"
+        ) from err
+    if not 0 < port < 65536:
+        raise ValueError(f"OTKLIK_SMTP_PORT must be 1..65535, got {port}")
+    if not 0 < timeout <= 600:
+        raise ValueError(
+            "OTKLIK_SMTP_TIMEOUT must be above 0 and at most 600 seconds, "
+            f"got {timeout}"
+        )
+    ca_file = env.get("OTKLIK_SMTP_CA_FILE", "").strip() or None
+    if ca_file and not os.path.isfile(ca_file):
+        raise ValueError(f"OTKLIK_SMTP_CA_FILE {ca_file!r} is not a readable file")
     return SmtpSettings(
         host=host,
-        port=int(env.get("OTKLIK_SMTP_PORT") or (465 if tls == "ssl" else 587)),
+        port=port,
         sender=env.get("OTKLIK_SMTP_FROM", "otklik@localhost"),
         username=env.get("OTKLIK_SMTP_USER") or None,
         password=env.get("OTKLIK_SMTP_PASSWORD") or None,
         tls=tls,
-        timeout=float(env.get("OTKLIK_SMTP_TIMEOUT") or 30),
+        timeout=timeout,
+        ca_file=ca_file,
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -77,15 +79,74 @@ def test_reports_weekly_and_daily(api, with_november):
     assert weekly["from"] == "2026-11-09"
     assert weekly["no_show"] == 1
     assert daily["leads"] == 1
-    assert daily["free_slots"] is None
 
 
-def test_daily_free_slots_from_capacity(api, with_november):
+def test_daily_free_slots_from_capacity(api, emulator, with_november):
+    # A portal that does not use the Booking module: no resources there.
+    emulator.portal.booking_resources.data.clear()
     api("PUT", "/kpi/settings", json={"daily_capacity": 8})
 
     daily = api("GET", "/reports/daily?date=2026-11-05").json()
 
     assert daily["free_slots"] == 7
+    assert daily["capacity"] == 8
+    assert daily["free_slots_source"] == "capacity"
+
+
+def test_daily_free_slots_unknown(api, emulator, with_november):
+    emulator.portal.booking_resources.data.clear()
+
+    daily = api("GET", "/reports/daily?date=2026-11-05").json()
+
+    assert daily["free_slots"] is None
+    assert daily["free_slots_source"] is None
+
+
+def test_daily_free_slots_from_booking(api, emulator, with_november):
+    # The seeded portal has two masters working 10:00-20:00 in 60-minute slots.
+    resources = sorted(emulator.portal.booking_resources.data)
+    moscow = ZoneInfo("Europe/Moscow")
+    first = datetime(2026, 11, 5, 10, 0, tzinfo=moscow)
+    emulator.portal.create_booking([resources[0]], first, first + timedelta(hours=1))
+    # 12:30-13:30 overlaps two slots of the second master.
+    second = datetime(2026, 11, 5, 12, 30, tzinfo=moscow)
+    emulator.portal.create_booking([resources[1]], second, second + timedelta(hours=1))
+    # The next day's booking does not count.
+    later = datetime(2026, 11, 6, 10, 0, tzinfo=moscow)
+    emulator.portal.create_booking([resources[0]], later, later + timedelta(hours=1))
+    api("PUT", "/kpi/settings", json={"daily_capacity": 8})
+
+    daily = api("GET", "/reports/daily?date=2026-11-05").json()
+
+    assert daily["free_slots_source"] == "booking"
+    assert daily["capacity"] == 20
+    assert daily["free_slots"] == 17
+
+
+def test_daily_free_slots_weekdays(api, emulator, with_november):
+    resources = sorted(emulator.portal.booking_resources.data)
+    # The second master works on weekdays only; 7 November 2026 is a Saturday.
+    emulator.portal.booking_resources.data[resources[1]]["slotRanges"][0][
+        "weekDays"
+    ] = ["Mon", "Tue", "Wed", "Thu", "Fri"]
+
+    saturday = api("GET", "/reports/daily?date=2026-11-07").json()
+    friday = api("GET", "/reports/daily?date=2026-11-06").json()
+
+    assert saturday["capacity"] == 10
+    assert friday["capacity"] == 20
+
+
+def test_daily_free_slots_without_scope(api, services, installed, with_november):
+    with services.db.session() as session:
+        portal = session.get(type(installed), installed.id)
+        portal.scope = ",".join(s for s in portal.scope.split(",") if s != "booking")
+    api("PUT", "/kpi/settings", json={"daily_capacity": 3})
+
+    daily = api("GET", "/reports/daily?date=2026-11-05").json()
+
+    assert daily["free_slots_source"] == "capacity"
+    assert daily["free_slots"] == 2
 
 
 def test_feed_rotate_and_revoke(api, app_server, with_november):
@@ -157,6 +218,90 @@ def test_spend_entry_and_bad_input(api):
         {"month": "2026-11", "channel": "site", "amount": 6000.0}
     ]
     assert bad.status_code == 400
+
+
+def test_spend_list_has_channels(api, with_november):
+    body = api("GET", "/kpi/spend").json()
+
+    assert {"month": "2026-11", "channel": "phone", "amount": 1000.0} in body["items"]
+    assert body["channels"][:3] == ["site", "phone", "email"]
+    assert "ads" in body["channels"]
+
+
+def test_spend_portal_channel_allowed(api, services, installed):
+    from tests.kpi.fixtures import lead
+
+    with services.db.session() as session:
+        session.add(lead(installed.id, 1, "2026-11-03T10:00:00", "vk", 4))
+
+    response = api(
+        "PUT", "/kpi/spend", json={"month": "2026-11", "channel": "vk", "amount": 10}
+    )
+
+    assert response.status_code == 200
+    assert "vk" in response.json()["channels"]
+
+
+def test_spend_delete(api):
+    for channel, amount in (("site", 5000), ("ads", 1200.5)):
+        api(
+            "PUT",
+            "/kpi/spend",
+            json={"month": "2026-10", "channel": channel, "amount": amount},
+        )
+
+    deleted = api("DELETE", "/kpi/spend?month=2026-10&channel=site")
+    missing = api("DELETE", "/kpi/spend?month=2026-10&channel=site")
+
+    assert deleted.status_code == 200
+    assert deleted.json()["items"] == [
+        {"month": "2026-10", "channel": "ads", "amount": 1200.5}
+    ]
+    assert missing.status_code == 404
+    assert "no spend entered for site in 2026-10" in missing.json()["error"]
+
+
+def test_spend_changes_need_admin(api):
+    api("PUT", "/kpi/spend", json={"month": "2026-10", "channel": "ads", "amount": 1})
+
+    put = api(
+        "PUT",
+        "/kpi/spend",
+        user=MANAGER,
+        json={"month": "2026-10", "channel": "ads", "amount": 2},
+    )
+    deleted = api("DELETE", "/kpi/spend?month=2026-10&channel=ads", user=MANAGER)
+    listed = api("GET", "/kpi/spend", user=MANAGER)
+
+    assert put.status_code == 403
+    assert deleted.status_code == 403
+    assert listed.json()["items"][0]["amount"] == 1
+
+
+@pytest.mark.parametrize(
+    "payload, field, message",
+    [
+        ({"month": "2026-13"}, "month", "month must be YYYY-MM"),
+        ({"month": "2026-1"}, "month", "month must be YYYY-MM"),
+        ({"month": None}, "month", "month must be YYYY-MM"),
+        ({"month": "1999-12"}, "month", "within 2000..2100"),
+        ({"channel": "telegram-ads"}, "channel", "unknown channel 'telegram-ads'"),
+        ({"channel": ""}, "channel", "unknown channel"),
+        ({"amount": -5}, "amount", "amount must be a number from 0"),
+        ({"amount": "100"}, "amount", "amount must be a number from 0"),
+        ({"amount": True}, "amount", "amount must be a number from 0"),
+        ({"amount": 1e13}, "amount", "amount must be a number from 0"),
+    ],
+)
+def test_spend_bad_input(api, payload, field, message):
+    body = {"month": "2026-11", "channel": "site", "amount": 100} | payload
+
+    response = api("PUT", "/kpi/spend", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert message in response.json()["error"]
+    assert api("GET", "/kpi/spend").json()["items"] == []
 
 
 @pytest.mark.parametrize(

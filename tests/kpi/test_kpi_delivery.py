@@ -163,6 +163,11 @@ def test_forecast_shown_with_history(services, installed):
     assert result["available"] is True
     assert result["bookings"]["weeks"][0]["value"] == pytest.approx(21, abs=0.5)
     assert result["bookings"]["backtest"]["mape"] == pytest.approx(0, abs=0.02)
+    revenue = result["revenue"]
+    assert revenue["weeks"][0]["value"] == pytest.approx(21000, rel=0.03)
+    assert all(w["low"] <= w["value"] <= w["high"] for w in revenue["weeks"])
+    assert revenue["backtest"]["mape"] == pytest.approx(0, abs=0.02)
+    assert revenue["backtest"]["interval_hits"] == "4/4"
 
 
 def test_fit_recovers_weekday_pattern():

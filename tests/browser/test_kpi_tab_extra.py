@@ -1,0 +1,186 @@
+"""The KPI tab's revenue forecast and spend table, in real headless Chromium."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from b24app.kpi.models import KpiDeal
+
+TAB = "/_emulator/ui/placement/CRM_ANALYTICS_MENU"
+
+
+def _open_tab(page, emulator):
+    page.goto(f"{emulator.base_url}{TAB}")
+    frame = page.frame_locator("#app-frame")
+    frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+    return frame
+
+
+def _labels(frame, canvas: str) -> list[str]:
+    return frame.locator(canvas).evaluate(
+        "c => Chart.getChart(c).data.datasets.map(d => d.label)"
+    )
+
+
+@pytest.fixture
+def hundred_days(services, installed):
+    """Three won deals of 1,000 a day over the last 100 days."""
+    start = (datetime.now(UTC) - timedelta(days=100)).replace(hour=9, minute=0)
+    with services.db.session() as session:
+        session.add_all(
+            KpiDeal(
+                portal_id=installed.id,
+                bitrix_id=10_000 + i,
+                category_id=1,
+                stage_id="C1:WON",
+                amount=1000,
+                created_at=start + timedelta(days=i // 3),
+                appointment_at=start + timedelta(days=i // 3),
+                extra={},
+                deleted=False,
+            )
+            for i in range(3 * 100)
+        )
+    return installed
+
+
+@pytest.mark.browser
+def test_revenue_forecast_chart_and_period(page, emulator, hundred_days):
+    frame = _open_tab(page, emulator)
+    frame.locator("#kpi[data-forecast='shown']").wait_for(timeout=15000)
+
+    for canvas in ("#chart-forecast", "#chart-forecast-revenue"):
+        box = frame.locator(canvas).bounding_box()
+        assert box is not None
+        assert box["width"] > 100
+        assert box["height"] > 50
+    assert _labels(frame, "#chart-forecast-revenue") == [
+        "Нижняя граница 80 %",
+        "Интервал 80 %",
+        "Прогноз",
+    ]
+    band_fill = frame.locator("#chart-forecast-revenue").evaluate(
+        "c => Chart.getChart(c).data.datasets[1].fill"
+    )
+    assert band_fill == "-1"
+    weekly_revenue = frame.locator("#chart-forecast-revenue").evaluate(
+        "c => Chart.getChart(c).data.datasets[2].data"
+    )
+    assert len(weekly_revenue) == 4
+    assert all(20_000 <= value <= 22_000 for value in weekly_revenue)
+    for note in ("#forecast-note", "#forecast-revenue-note"):
+        text = frame.locator(note).inner_text()
+        assert "MAPE" in text
+        assert "интервал 80 %" in text
+
+    # The period picker still reloads the KPIs after the forecast is drawn.
+    with page.expect_response(lambda r: "/api/v1/kpi?period=month" in r.url) as info:
+        frame.locator("#period").select_option("month")
+
+    assert info.value.status == 200
+    assert frame.locator("#chart-forecast-revenue").is_visible()
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_forecast_notes_missing_history(page, emulator, installed):
+    frame = _open_tab(page, emulator)
+    frame.locator("#kpi[data-forecast='hidden']").wait_for(timeout=15000)
+
+    for note in ("#forecast-note", "#forecast-revenue-note"):
+        assert "не хватает дней — 28 из 28" in frame.locator(note).inner_text()
+    assert frame.locator("#chart-forecast-revenue").is_hidden()
+    assert page.console_errors == []
+
+
+def _row(frame, month: str, channel: str):
+    return frame.locator(
+        f"#spend-table tr[data-month='{month}'][data-channel='{channel}']"
+    )
+
+
+def _amount(frame, month: str, channel: str) -> str:
+    text = _row(frame, month, channel).locator("td.amount").inner_text()
+    return text.replace("\u00a0", " ").replace("\u202f", " ")
+
+
+@pytest.mark.browser
+def test_spend_table_add_edit_delete(page, emulator, installed):
+    frame = _open_tab(page, emulator)
+    frame.locator("#admin summary").click()
+    frame.locator("#kpi[data-spend-rows='0']").wait_for(timeout=15000)
+    assert frame.locator("#spend-empty").is_visible()
+    form = frame.locator("#spend-form")
+
+    # Add two rows, one after the other as a person would.
+    rows = (("2026-11", "ads", "1500"), ("2026-10", "site", "700"))
+    for count, (month, channel, amount) in enumerate(rows, start=1):
+        form.locator("[name=month]").fill(month)
+        form.locator("[name=channel]").fill(channel)
+        form.locator("[name=amount]").fill(amount)
+        form.locator("button[type=submit]").click()
+        frame.locator(f"#kpi[data-spend-rows='{count}']").wait_for(timeout=5000)
+
+    assert _amount(frame, "2026-11", "ads") == "1 500"
+    assert (
+        frame.locator("#spend-table tbody tr").first.get_attribute("data-month")
+        == "2026-11"
+    )
+    assert frame.locator("#spend-empty").is_hidden()
+
+    # Edit the amount in place.
+    _row(frame, "2026-11", "ads").locator("[data-action=edit]").click()
+    _row(frame, "2026-11", "ads").locator("input[name=amount]").fill("2500")
+    _row(frame, "2026-11", "ads").locator("[data-action=save]").click()
+    frame.locator("#spend-table td.amount", has_text="2 500").wait_for(timeout=5000)
+
+    assert _amount(frame, "2026-11", "ads") == "2 500"
+
+    # Delete the other row.
+    _row(frame, "2026-10", "site").locator("[data-action=delete]").click()
+    frame.locator("#kpi[data-spend-rows='1']").wait_for(timeout=5000)
+
+    assert _row(frame, "2026-10", "site").count() == 0
+    assert frame.locator("#spend-status").inner_text() == "Удалено"
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_spend_validation_errors_shown(page, emulator, installed):
+    frame = _open_tab(page, emulator)
+    frame.locator("#admin summary").click()
+    frame.locator("#kpi[data-spend-rows='0']").wait_for(timeout=15000)
+    form = frame.locator("#spend-form")
+    error = frame.locator("#spend-error")
+
+    form.locator("[name=month]").fill("2026-11")
+    form.locator("[name=channel]").fill("site")
+    form.locator("[name=amount]").fill("-5")
+    form.locator("button[type=submit]").click()
+    error.wait_for(state="visible", timeout=5000)
+
+    assert error.inner_text() == "Сумма должна быть числом не меньше 0."
+    assert form.locator("[name=amount]").get_attribute("aria-invalid") == "true"
+
+    form.locator("[name=amount]").fill("100")
+    form.locator("[name=channel]").fill("telegram-ads")
+    form.locator("button[type=submit]").click()
+    frame.locator("#spend-error", has_text="telegram-ads").wait_for(timeout=5000)
+
+    assert "Неизвестный канал «telegram-ads»" in error.inner_text()
+    assert "site, phone" in error.inner_text()
+    assert form.locator("[name=channel]").get_attribute("aria-invalid") == "true"
+    assert form.locator("[name=amount]").get_attribute("aria-invalid") is None
+
+    form.locator("[name=month]").fill("")
+    form.locator("[name=channel]").fill("site")
+    form.locator("button[type=submit]").click()
+    frame.locator("#spend-error", has_text="ГГГГ-ММ").wait_for(timeout=5000)
+
+    assert frame.locator("#kpi[data-spend-rows='0']").count() == 1
+    # The general error line stays for load failures only.
+    assert frame.locator("#error").is_hidden()
+    # Chromium logs each rejected request (HTTP 400) as a console error.
+    assert all("400" in message for message in page.console_errors)
