@@ -7,6 +7,11 @@ form dumps). `ScenarioRunner` creates leads over time. Managers reply to a
 share of them on time, to a share late (after the SLA target) and never to
 the rest, so the app has escalations to raise. Both are deterministic for a
 given seed.
+
+`AppointmentRunner` books visits and plays the people around them: clients
+who answer the app's reminders in the open-line chat (confirm, cancel, ask
+to move, or stay silent) and managers who mark each visit as visited or
+no-show after its time.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -503,3 +510,303 @@ class ScenarioRunner:
             portal.change_lead_status(planned.lead_id, "IN_PROCESS", actor_id=manager)
         except Exception:
             logger.exception("scenario failed to reply to lead %s", planned.lead_id)
+
+
+# ---------------------------------------------------------------- appointments
+
+CLIENT_REPLIES = {
+    "confirm": ("да, приду", "Да, буду 👍", "подтверждаю"),
+    "cancel": ("отмените, не смогу", "Не смогу прийти, отмените пожалуйста"),
+    "reschedule": ("можно перенести на завтра?", "А можно перенести на пятницу?"),
+}
+# The reply of each upcoming visit's client to the confirmation request, in
+# booking order (None: no reply). The first four show every kind.
+REPLY_PLAN = ("confirm", "cancel", "reschedule", None, "confirm", None)
+DEMO_SERVICES = (
+    ("Стрижка и укладка", 2500),
+    ("Маникюр с покрытием", 1800),
+    ("Окрашивание", 6500),
+    ("Чистка лица", 4200),
+    ("Педикюр", 2400),
+    ("Ламинирование ресниц", 3000),
+)
+BOOKED_STAGE = "C1:NEW"
+CONFIRMED_STAGE = "C1:PREPARATION"
+MARK_STAGES = {"visited": "C1:WON", "no_show": "C1:LOSE"}
+OPEN_STAGES = (BOOKED_STAGE, CONFIRMED_STAGE)
+
+
+@dataclass
+class AppointmentPlan:
+    """One visit the demo books on the portal, and what its people do."""
+
+    contact_id: int
+    client_name: str
+    service: str
+    amount: int
+    starts_at: datetime
+    manager: int
+    source: str = "WEB"
+    stage: str = BOOKED_STAGE
+    # Whether to open a chat with the client (for reminders), and the reply.
+    chat: bool = False
+    reply: str | None = None
+    reply_delay: float = 4.0
+    # "visited" or "no_show", marked by the manager at `mark_at` (portal time).
+    outcome: str | None = None
+    mark_at: datetime | None = None
+    deal_id: int | None = None
+    chat_id: int | None = None
+    replied: bool = False
+    marked: bool = False
+    # Messages in the chat before this visit was booked, and when the app's
+    # first message about this visit appeared.
+    earlier_messages: int = 0
+    seen_message_at: float | None = None
+
+    def deal_fields(self, tz: tzinfo) -> dict[str, Any]:
+        local = self.starts_at.astimezone(tz)
+        return {
+            "TITLE": f"{self.service} — {self.client_name}",
+            "TYPE_ID": "SERVICE",
+            "CATEGORY_ID": 1,
+            "STAGE_ID": self.stage,
+            "OPPORTUNITY": f"{self.amount:.2f}",
+            "CURRENCY_ID": "RUB",
+            "ASSIGNED_BY_ID": self.manager,
+            "CONTACT_ID": self.contact_id,
+            "SOURCE_ID": self.source,
+            "BEGINDATE": local.date().isoformat(),
+            "CLOSEDATE": local.date().isoformat(),
+            "UF_CRM_APPOINTMENT_AT": local.replace(microsecond=0).isoformat(),
+        }
+
+
+def upcoming_plans(
+    rng: random.Random,
+    now: datetime,
+    clients: list[dict[str, Any]],
+    *,
+    count: int = 6,
+    first_in: timedelta = timedelta(minutes=32),
+    spacing: timedelta = timedelta(minutes=4),
+    mark_after: timedelta = timedelta(minutes=2),
+) -> list[AppointmentPlan]:
+    """Plan visits starting soon, each with an open-line chat and a scripted client.
+
+    The clients are taken from ``clients`` (the studio's past clients) in
+    order. Clients who confirm come; of the silent ones, the first does not.
+    """
+    plans = []
+    silent = 0
+    for index in range(count):
+        client = clients[index % len(clients)] if clients else None
+        answer = REPLY_PLAN[index % len(REPLY_PLAN)]
+        if answer == "cancel":
+            outcome = None
+        elif answer is None:
+            outcome = "no_show" if silent == 0 else "visited"
+            silent += 1
+        else:
+            outcome = "visited"
+        service, price = DEMO_SERVICES[index % len(DEMO_SERVICES)]
+        starts_at = now + first_in + spacing * index
+        plans.append(
+            AppointmentPlan(
+                contact_id=int(client["contact_id"]) if client else 900 + index,
+                client_name=_client_name(client, rng),
+                service=service,
+                amount=price,
+                starts_at=starts_at,
+                manager=int(client["manager"]) if client else 3,
+                source="PARTNER",
+                chat=True,
+                reply=rng.choice(CLIENT_REPLIES[answer]) if answer else None,
+                reply_delay=rng.uniform(3.0, 8.0),
+                outcome=outcome,
+                mark_at=starts_at + mark_after,
+            )
+        )
+    return plans
+
+
+def backlog_plans(
+    rng: random.Random,
+    now: datetime,
+    clients: list[dict[str, Any]],
+    *,
+    count: int = 24,
+    days: int = 14,
+    no_show_share: float = 0.15,
+    mark_within: float = 40.0,
+) -> list[AppointmentPlan]:
+    """Plan visits of the last ``days`` days that managers have not marked yet.
+
+    The managers mark them within ``mark_within`` seconds of the runner's start.
+    """
+    plans = []
+    for index in range(count):
+        client = rng.choice(clients) if clients else None
+        service, price = rng.choice(DEMO_SERVICES)
+        day = now - timedelta(days=rng.randint(0, days))
+        starts_at = day.replace(
+            hour=rng.randint(10, 19), minute=rng.choice((0, 30)), second=0
+        )
+        if starts_at >= now - timedelta(minutes=20):
+            starts_at = now - timedelta(minutes=rng.randint(20, 90))
+        outcome = "no_show" if rng.random() < no_show_share else "visited"
+        plans.append(
+            AppointmentPlan(
+                contact_id=int(client["contact_id"]) if client else 950 + index,
+                client_name=_client_name(client, rng),
+                service=service,
+                amount=price,
+                starts_at=starts_at,
+                manager=int(client["manager"]) if client else 4,
+                source="PARTNER",
+                stage=rng.choice((BOOKED_STAGE, CONFIRMED_STAGE)),
+                outcome=outcome,
+                mark_at=now + timedelta(seconds=rng.uniform(3.0, mark_within)),
+            )
+        )
+    return plans
+
+
+def _client_name(client: dict[str, Any] | None, rng: random.Random) -> str:
+    if client:
+        return f"{client['name']} {client['last_name']}"
+    return f"{rng.choice(FEMALE_NAMES)} {rng.choice(LAST_NAMES)[0]}"
+
+
+class AppointmentRunner:
+    """Background thread that plays clients replying to reminders, and managers.
+
+    `book` creates the deals as their managers, with events, so the app
+    learns about them the way it does on a real portal. It also opens a
+    chat with each client whose plan has one. The thread then waits for the
+    app's first message in each chat and replies as the plan says, and
+    moves each deal to "visited" or "no-show" at its mark time unless the
+    deal was cancelled. `notify` receives one line per action.
+    """
+
+    def __init__(
+        self,
+        portal: Portal,
+        *,
+        notify: Callable[[str], None] | None = None,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.portal = portal
+        self.plans: list[AppointmentPlan] = []
+        self.notify = notify or (lambda line: None)
+        self.poll_seconds = poll_seconds
+        self.replies_sent = 0
+        self.marks = {"visited": 0, "no_show": 0}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def book(self, plans: list[AppointmentPlan]) -> list[AppointmentPlan]:
+        """Create a deal (and a chat) per plan; return the plans with their ids."""
+        from . import crm
+
+        for plan in plans:
+            fields = plan.deal_fields(self.portal.tz)
+            actor = self.portal.actor(plan.manager)
+            plan.deal_id = crm.add_deal(self.portal, fields, actor)
+            if plan.chat:
+                plan.chat_id = self._chat_of(plan.contact_id)
+                plan.earlier_messages = len(
+                    self.portal.messages_to_client(plan.chat_id)
+                )
+            logger.info(
+                "scenario booked deal %s for contact %s",
+                plan.deal_id,
+                plan.contact_id,
+            )
+        with self._lock:
+            self.plans.extend(plans)
+        return plans
+
+    def _chat_of(self, contact_id: int) -> int:
+        """Return the client's open-line chat, opening one on first contact."""
+        with self.portal.lock:
+            for chat in self.portal.openline_chats.data.values():
+                if chat["CRM_ENTITY_TYPE"] == "CONTACT" and chat["CRM_ENTITY"] == int(
+                    contact_id
+                ):
+                    return int(chat["CHAT_ID"])
+        return self.portal.open_crm_chat("contact", contact_id, connector="telegrambot")
+
+    def start(self) -> AppointmentRunner:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="emulator-appointments", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    @property
+    def marks_total(self) -> int:
+        return sum(self.marks.values())
+
+    def pending_marks(self, before: datetime) -> int:
+        """Count the marks planned before ``before`` and not made yet."""
+        with self._lock:
+            return sum(
+                1
+                for plan in self.plans
+                if plan.outcome
+                and not plan.marked
+                and plan.mark_at is not None
+                and plan.mark_at <= before
+            )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                plans = list(self.plans)
+            for plan in plans:
+                try:
+                    self._answer(plan)
+                    self._mark(plan)
+                except Exception:
+                    logger.exception("scenario failed on deal %s", plan.deal_id)
+            self._stop.wait(self.poll_seconds)
+
+    def _answer(self, plan: AppointmentPlan) -> None:
+        if plan.chat_id is None or plan.reply is None or plan.replied:
+            return
+        if plan.seen_message_at is None:
+            messages = self.portal.messages_to_client(plan.chat_id)
+            if len(messages) <= plan.earlier_messages:
+                return
+            plan.seen_message_at = time.monotonic()
+        if time.monotonic() - plan.seen_message_at < plan.reply_delay:
+            return
+        plan.replied = True
+        self.portal.client_reply(plan.chat_id, plan.reply)
+        self.replies_sent += 1
+        self.notify(f"client of deal {plan.deal_id} answered: «{plan.reply}»")
+
+    def _mark(self, plan: AppointmentPlan) -> None:
+        if plan.marked or plan.outcome is None or plan.mark_at is None:
+            return
+        if self.portal.now() < plan.mark_at:
+            return
+        plan.marked = True
+        stage = self.portal.deals[plan.deal_id]["STAGE_ID"]
+        if stage not in OPEN_STAGES:
+            return
+        self.portal.move_deal(
+            plan.deal_id, MARK_STAGES[plan.outcome], actor_id=plan.manager
+        )
+        self.marks[plan.outcome] += 1
+        label = "came" if plan.outcome == "visited" else "did not come"
+        self.notify(f"manager marked deal {plan.deal_id}: the client {label}")
