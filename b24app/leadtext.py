@@ -75,6 +75,9 @@ def channel(lead: dict[str, Any], source: str) -> str:
     if source in ("openline", "email"):
         return source
     source_id = str(lead.get("SOURCE_ID") or "").upper()
+    if "|" in source_id:
+        # Open-line sources read "<line id>|<connector>", e.g. "1|TELEGRAM".
+        return "openline"
     mapping = {
         "WEB": "site",
         "WEBFORM": "site",

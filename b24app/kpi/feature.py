@@ -123,7 +123,7 @@ def reconcile_portal(
         client.iter_list(
             "crm.deal.list",
             {
-                "select": sync.DEAL_SELECT,
+                "select": sync.deal_select(cfg),
                 "filter": {">=DATE_MODIFY": since.isoformat()},
             },
         )

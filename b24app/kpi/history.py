@@ -220,10 +220,13 @@ def _step(
             path = f"[{entity.items_key}]" if entity.items_key else ""
             cursor = f"$result[{keys[index - 1]}]{path}[{PAGE - 1}][ID]"
         base_filter = dict(entity.params.get("filter") or {})
+        params = dict(entity.params)
+        if entity.name == "deals":
+            params["select"] = sync.deal_select(cfg)
         commands[key] = (
             entity.method,
             {
-                **entity.params,
+                **params,
                 "filter": base_filter | {">ID": cursor},
                 "order": {"ID": "ASC"},
                 "start": -1,

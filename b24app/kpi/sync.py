@@ -39,6 +39,19 @@ DEAL_SELECT = [
     "BEGINDATE",
     "CLOSEDATE",
 ]
+
+
+def deal_select(cfg: KpiConfig) -> list[str]:
+    """The deal fields to read, with the mapped appointment field if it is a UF one.
+
+    ``crm.deal.list`` returns user fields only when the select names them.
+    """
+    field = str(cfg.mapping.get("appointment_field") or "")
+    if field.startswith("UF_CRM_") and field not in DEAL_SELECT:
+        return [*DEAL_SELECT, field]
+    return list(DEAL_SELECT)
+
+
 LEAD_SELECT = [
     "ID",
     "TITLE",

@@ -117,3 +117,46 @@ def test_reconcile_repairs_missed_deal(emulator, services, installed):
 
     assert found >= 1
     assert _count(services, KpiDeal, KpiDeal.bitrix_id == deal_id) == 1
+
+
+def test_user_field_appointment_time_read(emulator, services, installed):
+    from datetime import UTC, datetime
+
+    from b24app.emulator import crm
+    from b24app.emulator.events import AUTOMATION
+    from b24app.kpi import settings as kpi_settings
+    from b24app.kpi.feature import reconcile_portal
+
+    # The seeded portal has the deal field UF_CRM_APPOINTMENT_AT (date and time).
+    cfg = kpi_settings.load(services, installed)
+    kpi_settings.save(
+        services,
+        installed,
+        mapping={**cfg.mapping, "appointment_field": "UF_CRM_APPOINTMENT_AT"},
+    )
+    first = crm.add_deal(
+        emulator.portal,
+        {"CATEGORY_ID": 1, "UF_CRM_APPOINTMENT_AT": "2026-12-10T14:30:00+03:00"},
+        AUTOMATION,
+    )
+    history.start_import(services, installed)
+    history.run_import(services, installed)
+    second = crm.add_deal(
+        emulator.portal,
+        {"CATEGORY_ID": 1, "UF_CRM_APPOINTMENT_AT": "2026-12-11T10:00:00+03:00"},
+        AUTOMATION,
+    )
+    reconcile_portal(services, installed)
+
+    with services.db.session() as session:
+        times = dict(
+            session.execute(
+                select(KpiDeal.bitrix_id, KpiDeal.appointment_at).where(
+                    KpiDeal.bitrix_id.in_([first, second])
+                )
+            ).all()
+        )
+    assert times == {
+        first: datetime(2026, 12, 10, 11, 30, tzinfo=UTC),
+        second: datetime(2026, 12, 11, 7, 0, tzinfo=UTC),
+    }
