@@ -33,16 +33,41 @@
     });
   }
 
-  function hours(schedule, kind) {
-    var step = (schedule || []).filter(function (s) { return s.kind === kind; })[0];
-    return step ? Math.round(step.minutes_before / 60) : "";
+  var KINDS = ["confirm", "remind"];
+  var KIND_NAMES = {confirm: "подтверждение", remind: "напоминание", thanks: "спасибо"};
+  // Steps the form does not show (a second reminder, say) are kept as they are.
+  var extraSteps = [];
+
+  function showStep(kind, step) {
+    var minutes = step ? step.minutes_before : null;
+    var inHours = minutes !== null && minutes % 60 === 0;
+    $(kind + "-unit").value = inHours ? "60" : "1";
+    $(kind + "-before").value = minutes === null ? "" : (inHours ? minutes / 60 : minutes);
+  }
+
+  function fillSchedule(schedule) {
+    var seen = {};
+    extraSteps = [];
+    (schedule || []).forEach(function (step) {
+      if (KINDS.indexOf(step.kind) >= 0 && !seen[step.kind]) {
+        seen[step.kind] = step;
+      } else {
+        extraSteps.push(step);
+      }
+    });
+    KINDS.forEach(function (kind) { showStep(kind, seen[kind]); });
+    var note = $("extra-steps");
+    note.hidden = extraSteps.length === 0;
+    note.textContent = extraSteps.length ? "Ещё шаги (сохраняются как есть): " +
+      extraSteps.map(function (step) {
+        return (KIND_NAMES[step.kind] || step.kind) + " за " + step.minutes_before + " мин";
+      }).join(", ") : "";
   }
 
   function fill(data) {
     var s = data.settings;
     $("enabled").checked = !!s.enabled;
-    $("confirm-hours").value = hours(s.schedule, "confirm");
-    $("remind-hours").value = hours(s.schedule, "remind");
+    fillSchedule(s.schedule);
     $("quiet-start").value = s.quiet_hours.start;
     $("quiet-end").value = s.quiet_hours.end;
     $("address").value = s.address || "";
@@ -84,10 +109,14 @@
 
   function collect() {
     var schedule = [];
-    [["confirm", "confirm-hours"], ["remind", "remind-hours"]].forEach(function (p) {
-      var value = parseInt($(p[1]).value, 10);
-      if (value > 0) { schedule.push({kind: p[0], minutes_before: value * 60}); }
+    KINDS.forEach(function (kind) {
+      var raw = $(kind + "-before").value.trim();
+      if (!raw) { return; }
+      // A bad number goes to the server as it is, so its message is shown.
+      var minutes = Number(raw) * parseInt($(kind + "-unit").value, 10);
+      schedule.push({kind: kind, minutes_before: isFinite(minutes) ? Math.round(minutes) : raw});
     });
+    schedule = schedule.concat(extraSteps);
     var templates = {};
     document.querySelectorAll("[data-template]").forEach(function (area) {
       if (area.value.trim()) { templates[area.dataset.template] = area.value; }
@@ -159,16 +188,95 @@
     });
   }
 
-  function listExperiments() {
-    request("GET", root.dataset.experimentsUrl).then(function (r) {
-      var list = $("experiments");
-      list.textContent = "";
-      (r.data.experiments || []).forEach(function (e) {
-        var item = document.createElement("li");
-        item.textContent = e.name + " — " + e.status + (e.winner ? ", победил " + e.winner : "");
-        list.appendChild(item);
-      });
+  function percent(value) {
+    return value === null || value === undefined ? "—" : (value * 100).toFixed(1) + " %";
+  }
+
+  function cell(row, text, className) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    if (className) { td.className = className; }
+    row.appendChild(td);
+  }
+
+  var STATUS_NAMES = {running: "идёт", finished: "завершён", stopped: "остановлен"};
+
+  function experimentBlock(report) {
+    var box = document.createElement("div");
+    box.className = "experiment";
+    box.dataset.experiment = report.id;
+    var title = document.createElement("h3");
+    title.textContent = report.name + " — " + (STATUS_NAMES[report.status] || report.status) +
+      (report.promoted ? ", в работе вариант " + report.promoted : "");
+    box.appendChild(title);
+
+    var metricName = report.metric === "no_show" ? "неявки" : "подтверждения";
+    var table = document.createElement("table");
+    var head = document.createElement("tr");
+    ["Вариант", "Визитов", "С исходом", "Неявки", "Подтверждения",
+      metricName + ": 95 % ДИ", "p"].forEach(function (text) {
+      var th = document.createElement("th");
+      th.textContent = text;
+      head.appendChild(th);
     });
+    table.appendChild(head);
+    report.variants.forEach(function (v) {
+      var row = document.createElement("tr");
+      row.dataset.variant = v.code;
+      cell(row, v.code + (v.control ? " (контроль)" : ""));
+      cell(row, String(v.appointments), "num");
+      cell(row, String(v.n), "num");
+      cell(row, percent(v.no_show_rate), "num");
+      cell(row, percent(v.confirmation_rate), "num");
+      cell(row, v.ci95[0] === null ? "—" : percent(v.ci95[0]) + " … " + percent(v.ci95[1]), "num");
+      cell(row, v.p_value === undefined ? "" : v.p_value.toFixed(4), "num");
+      table.appendChild(row);
+    });
+    box.appendChild(table);
+
+    var verdict = document.createElement("p");
+    verdict.className = "verdict verdict-" + report.verdict;
+    verdict.textContent = report.message;
+    box.appendChild(verdict);
+    if (report.verdict === "winner" && report.status === "running") {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "promote";
+      button.textContent = "Сделать вариант " + report.winner + " основным";
+      button.addEventListener("click", function () {
+        button.disabled = true;
+        request("POST", root.dataset.experimentsUrl + "/" + report.id + "/promote")
+          .then(function (r) {
+            if (!r.ok) {
+              verdict.textContent = r.data.error || "Не получилось";
+              button.disabled = false;
+              return;
+            }
+            listExperiments();
+          });
+      });
+      box.appendChild(button);
+    }
+    return box;
+  }
+
+  function listExperiments() {
+    var list = $("experiments");
+    request("GET", root.dataset.experimentsUrl).then(function (r) {
+      var experiments = r.data.experiments || [];
+      if (!experiments.length) {
+        list.textContent = "Тестов пока нет.";
+        return null;
+      }
+      return Promise.all(experiments.map(function (e) {
+        return request("GET", root.dataset.experimentsUrl + "/" + e.id);
+      })).then(function (reports) {
+        list.textContent = "";
+        reports.forEach(function (report) {
+          if (report.ok) { list.appendChild(experimentBlock(report.data)); }
+        });
+      });
+    }).then(function () { list.dataset.loaded = "true"; });
   }
 
   document.querySelectorAll("[data-template]").forEach(function (area) {

@@ -57,8 +57,9 @@ def test_reminders_page_edit_preview_save(page, emulator, services, reminded):
     assert SERVICE in preview.inner_text()
     assert error.inner_text() == ""
 
-    frame.locator("#confirm-hours").fill("48")
-    frame.locator("#remind-hours").fill("3")
+    frame.locator("#confirm-before").fill("48")
+    frame.locator("#remind-before").fill("45")
+    frame.locator("#remind-unit").select_option("1")
     frame.locator("#save").click()
     frame.locator("#status", has_text="Сохранено").wait_for(timeout=5000)
 
@@ -66,7 +67,7 @@ def test_reminders_page_edit_preview_save(page, emulator, services, reminded):
         stored = config.settings(session.get(Portal, reminded.portal_id))
     assert stored["schedule"] == [
         {"kind": "confirm", "minutes_before": 2880},
-        {"kind": "remind", "minutes_before": 180},
+        {"kind": "remind", "minutes_before": 45},
     ]
     assert "{service} ждёт вас" in stored["templates"]["confirm"]
 
@@ -90,3 +91,64 @@ def test_reminders_page_rejects_unknown_field_on_save(
     # Chromium logs the rejected save (HTTP 422) itself; nothing else may fail.
     unexpected = [e for e in page.console_errors if "status of 422" not in e]
     assert unexpected == []
+
+
+@pytest.mark.browser
+def test_ab_test_rates_and_promotion(page, emulator, services, installed):
+    from datetime import UTC, datetime, timedelta
+
+    from b24app.reminders import admin
+    from b24app.reminders.models import Appointment, Experiment
+
+    experiment = admin.create_experiment(
+        services,
+        installed.id,
+        {
+            "name": "Короткий текст",
+            "min_per_variant": 30,
+            "variants": [
+                {"code": "A", "control": True},
+                {"code": "B", "templates": {"remind": "Ждём вас {date} в {time}."}},
+            ],
+        },
+    )
+    # 12 of 40 clients of the control missed their visit, 2 of 40 with B.
+    past = datetime.now(UTC) - timedelta(days=3)
+    with services.db.session() as session:
+        for index in range(80):
+            variant = "A" if index < 40 else "B"
+            missed = index < 12 or 40 <= index < 42
+            session.add(
+                Appointment(
+                    portal_id=installed.id,
+                    source="deal",
+                    source_id=9000 + index,
+                    deal_id=9000 + index,
+                    starts_at=past,
+                    status="no_show" if missed else "visited",
+                    experiment_id=experiment.id,
+                    variant=variant,
+                )
+            )
+
+    page.goto(f"{emulator.base_url}/_emulator/ui/placement/CRM_ANALYTICS_MENU")
+    frame = page.frame_locator("#app-frame")
+    frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+    frame.get_by_role("button", name="Напоминания клиентам").click()
+    frame.locator("#experiments[data-loaded='true']").wait_for(timeout=15000)
+
+    block = frame.locator(f'.experiment[data-experiment="{experiment.id}"]')
+    control = block.locator('tr[data-variant="A"]').inner_text()
+    variant = block.locator('tr[data-variant="B"]').inner_text()
+    assert "30.0 %" in control and "(контроль)" in control
+    assert "5.0 %" in variant
+    assert "лучше контрольного" in block.locator(".verdict").inner_text()
+
+    block.locator("button.promote").click()
+    frame.locator(
+        f'.experiment[data-experiment="{experiment.id}"] h3', has_text="вариант B"
+    ).wait_for(timeout=5000)
+    with services.db.session() as session:
+        stored = session.get(Experiment, experiment.id)
+        assert (stored.status, stored.winner) == ("finished", "B")
+    assert page.console_errors == []
