@@ -85,10 +85,8 @@ FUNNEL_MAPPING = {
         "no_show": ["C1:LOSE"],
         "cancelled": ["C1:APOLOGY"],
     },
-    # NOTE: the visit time lives in UF_CRM_APPOINTMENT_AT, but the history
-    # import reads only the standard deal fields, so the KPI mapping uses the
-    # visit day in BEGINDATE, which every demo deal also carries.
-    "appointment_field": "BEGINDATE",
+    # The visit's date and time, as the reminders read it too.
+    "appointment_field": "UF_CRM_APPOINTMENT_AT",
     "late_cancel_hours": 24,
 }
 
