@@ -42,5 +42,17 @@ def install():
     )
 
 
+@bp.get("/")
+@bp.get("/app")
+@bp.get("/install")
+def outside():
+    """Explain the app to someone who opened its address in a browser.
+
+    Bitrix24 opens these pages with a POST that carries the portal's
+    authorisation; a plain GET comes from a person, not from a portal.
+    """
+    return render_template("outside.html", lang="ru")
+
+
 def _error_page(message: str, status: int):
     return render_template("error.html", message=message), status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 from sqlalchemy import select
 
@@ -126,3 +127,12 @@ def test_forged_onappinstall_changes_nothing(installed, services, app_server):
     assert response.status_code == 403
     assert after.domain == before.domain
     assert after.application_token_enc == before.application_token_enc
+
+
+@pytest.mark.parametrize("path", ["/", "/app", "/install"])
+def test_opened_outside_portal_explains(app_server, services, path):
+    response = requests.get(f"{app_server.url}{path}", timeout=10)
+
+    assert response.status_code == 200
+    assert "работает внутри Bitrix24" in response.text
+    assert _portal(services) is None
