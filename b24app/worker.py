@@ -194,6 +194,7 @@ class Worker:
                 "interval",
                 seconds=job.seconds,
                 id=job.id,
+                name=job.id,
                 replace_existing=True,
                 coalesce=True,
                 max_instances=1,
