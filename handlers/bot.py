@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, render_template_string, request
 from sqlalchemy import select, update
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from b24app import get_services
 from b24app.crypto import same_secret
@@ -29,6 +30,12 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("bot", __name__, url_prefix="/bot")
 
+# Maximum length of a client text kept from one reply; replies are short.
+MAX_TEXT = 4096
+# Replies of a provider that sends no message id count as one reply when
+# the same number sends the same text within this window, in seconds.
+SMS_REPEAT_WINDOW = 600
+
 # SMS.ru delivery codes: 103 delivered; 104-108, 150 and above failed.
 SMSRU_DELIVERED = {"103"}
 SMSRU_PENDING = {"100", "101", "102"}
@@ -37,6 +44,11 @@ OPTOUT_PAGE = """<!doctype html><html lang="ru"><meta charset="utf-8">
 <title>Отписка</title>
 <body style="font-family:sans-serif;max-width:32em;margin:3em auto">
 <h1>{{ title }}</h1><p>{{ text }}</p></body></html>"""
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_err: RequestEntityTooLarge):
+    return jsonify(error="body too large"), 413
 
 
 def _store(portal_id: int, event: str, key: str, data: dict[str, Any]) -> bool:
@@ -65,6 +77,21 @@ def _portal(portal_id: int) -> Portal | None:
     with get_services().db.session() as session:
         portal = session.get(Portal, portal_id)
     return portal if portal is not None and portal.is_active else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any, limit: int = MAX_TEXT) -> str | None:
+    """Return a client text cut to ``limit``, or None when it is missing."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)[:limit]
+
+
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _secret_ok(portal: Portal, given: str | None) -> bool:
@@ -99,30 +126,33 @@ def bot_event():
     if event != "ONIMBOTMESSAGEADD":
         return jsonify(status="ignored")
 
-    params = data.get("PARAMS") or {}
+    params = data.get("PARAMS")
     user = data.get("USER") or {}
+    if not isinstance(params, dict) or not isinstance(user, dict):
+        return jsonify(error="data[PARAMS] and data[USER] must be fields"), 400
+    message_id = str(params.get("MESSAGE_ID") or "")
+    if not _number(message_id):
+        return jsonify(error="missing data[PARAMS][MESSAGE_ID]"), 400
+    chat_id = str(params.get("CHAT_ID") or "")
+    if chat_id and not _number(chat_id):
+        return jsonify(error="data[PARAMS][CHAT_ID] must be a number"), 400
+
     bot_id = str(config.settings(portal).get("bot_id") or "")
     from_client = (
         str(user.get("IS_CONNECTOR") or "N") == "Y"
         and str(params.get("FROM_USER_ID")) != bot_id
     )
-    message_id = str(params.get("MESSAGE_ID") or "")
-    if not message_id.isdigit():
-        return jsonify(error="missing data[PARAMS][MESSAGE_ID]"), 400
     kept = {
         "ID": message_id,
         "FROM_CLIENT": from_client,
         "PARAMS": {
-            key: params.get(key)
-            for key in (
-                "MESSAGE",
-                "MESSAGE_ID",
-                "DIALOG_ID",
-                "CHAT_ID",
-                "FROM_USER_ID",
-                # The CRM items the open-line chat is bound to.
-                "CHAT_ENTITY_DATA_2",
-            )
+            "MESSAGE": _text(params.get("MESSAGE")),
+            "MESSAGE_ID": message_id,
+            "DIALOG_ID": _text(params.get("DIALOG_ID"), 64),
+            "CHAT_ID": chat_id or None,
+            "FROM_USER_ID": _text(params.get("FROM_USER_ID"), 32),
+            # The CRM items the open-line chat is bound to.
+            "CHAT_ENTITY_DATA_2": _text(params.get("CHAT_ENTITY_DATA_2"), 512),
         },
     }
     queued = _store(portal.id, event, message_id, kept)
@@ -140,34 +170,41 @@ def telegram_update(portal_id: int):
     if not _secret_ok(portal, request.headers.get("X-Telegram-Bot-Api-Secret-Token")):
         return jsonify(error="wrong secret token"), 401
     update_body = request.get_json(silent=True)
-    if not isinstance(update_body, dict) or not isinstance(
-        update_body.get("update_id"), int
-    ):
+    update_id = update_body.get("update_id") if isinstance(update_body, dict) else None
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
         return jsonify(error="not a Telegram update"), 400
-    kept = {"ID": update_body["update_id"], "update": _telegram_subset(update_body)}
-    _store(portal.id, TELEGRAM_EVENT, str(update_body["update_id"]), kept)
+    kept = {"ID": update_id, "update": _telegram_subset(update_body)}
+    _store(portal.id, TELEGRAM_EVENT, str(update_id), kept)
     return jsonify(ok=True)
 
 
+def _chat_id(message: Any) -> int | None:
+    chat_id = _dict(_dict(message).get("chat")).get("id")
+    return (
+        chat_id if isinstance(chat_id, int) and not isinstance(chat_id, bool) else None
+    )
+
+
 def _telegram_subset(update_body: dict[str, Any]) -> dict[str, Any]:
-    """Keep only what the reply needs: chat id, text, button data."""
+    """Keep only what the reply needs: chat id, text, button data.
+
+    Values of the wrong type are dropped here, so the worker gets only a
+    numeric chat id and strings.
+    """
     result: dict[str, Any] = {}
     message = update_body.get("message")
     if isinstance(message, dict):
         result["message"] = {
-            "chat": {"id": (message.get("chat") or {}).get("id")},
-            "text": message.get("text"),
+            "chat": {"id": _chat_id(message)},
+            "text": _text(message.get("text")),
         }
     callback = update_body.get("callback_query")
     if isinstance(callback, dict):
         result["callback_query"] = {
-            "id": callback.get("id"),
-            "data": callback.get("data"),
-            "message": {
-                "chat": {
-                    "id": ((callback.get("message") or {}).get("chat") or {}).get("id")
-                }
-            },
+            "id": _text(callback.get("id"), 64),
+            # Telegram's callback data is at most 64 bytes.
+            "data": _text(callback.get("data"), 64),
+            "message": {"chat": {"id": _chat_id(callback.get("message"))}},
         }
     return result
 
@@ -182,14 +219,24 @@ def sms_reply(portal_id: int, secret: str):
     if portal is None or not _secret_ok(portal, secret):
         return jsonify(error="unknown portal or wrong secret"), 404
     body = request.get_json(silent=True) if request.is_json else request.form
-    if not body:
-        return jsonify(error="empty body"), 400
+    if not body or not hasattr(body, "get"):
+        return jsonify(error="send a JSON object or a form with from and text"), 400
+    sender = body.get("from")
+    if not isinstance(sender, str | int) or isinstance(sender, bool):
+        return jsonify(error="from is not a phone number"), 400
     try:
-        phone = consent.normalize_phone(str(body.get("from") or ""))
+        phone = consent.normalize_phone(str(sender)[:32])
     except consent.ConsentError:
         return jsonify(error="from is not a phone number"), 400
-    text = str(body.get("text") or "")
-    key = str(body.get("id") or hashlib.sha256(f"{phone}:{text}".encode()).hexdigest())
+    text = _text(body.get("text")) or ""
+    given_id = _text(body.get("id"), 128)
+    if given_id:
+        key = given_id
+    else:
+        # Without an id, a repeat within the window is a redelivery. A later one
+        # is a new reply, such as the same "1" to next week's reminder.
+        window = int(datetime.now(UTC).timestamp()) // SMS_REPEAT_WINDOW
+        key = hashlib.sha256(f"{phone}:{text}:{window}".encode()).hexdigest()
     _store(portal.id, SMS_EVENT, key, {"ID": 1, "from": phone, "text": text})
     return jsonify(status="ok")
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import Blueprint, g, jsonify, render_template, request
 from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from b24app import get_services, portal_settings
 from b24app.models import Portal
@@ -30,6 +31,10 @@ from b24app.reminders.models import Appointment, Experiment
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("reminders", __name__)
+
+
+# Consents saved by one import request.
+MAX_IMPORT = 1000
 
 
 class ApiError(Exception):
@@ -47,6 +52,11 @@ def _api_error(err: ApiError):
     if err.errors:
         body["errors"] = err.errors
     return jsonify(body), err.status
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_err: RequestEntityTooLarge):
+    return jsonify(error="Слишком большой запрос. / Request body too large."), 413
 
 
 def _authorise(token: str) -> Portal:
@@ -75,6 +85,10 @@ def admin_required(view):
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
 
 
 def _body() -> dict[str, Any]:
@@ -141,13 +155,17 @@ def put_settings():
 @admin_required
 def preview():
     body = _body()
-    text = str(body.get("text") or "")
+    text = body.get("text") or ""
+    if not isinstance(text, str):
+        raise ApiError("text: нужна строка с текстом шаблона.")
     values = templates.sample_values()
     appointment_id = body.get("appointment_id")
     services = get_services()
-    if appointment_id:
+    if appointment_id is not None:
+        if not _is_id(appointment_id):
+            raise ApiError("appointment_id: нужен номер записи.")
         with services.db.session() as session:
-            row = session.get(Appointment, int(appointment_id))
+            row = session.get(Appointment, appointment_id)
         if row is None or row.portal_id != g.portal.id:
             raise ApiError("no such appointment", 404)
         values = templates.values_for(
@@ -166,7 +184,10 @@ def preview():
 @bp.get("/api/v1/reminders/appointments")
 @admin_required
 def appointments_list():
-    limit = min(int(request.args.get("limit", 50)), 200)
+    raw = request.args.get("limit", "50")
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ApiError("limit: целое число от 1 до 200.")
+    limit = min(int(raw), 200)
     return jsonify(
         appointments=admin.appointment_list(get_services(), g.portal.id, limit)
     )
@@ -200,25 +221,28 @@ def consent_add():
     """Record one consent, or ``{"items": [...]}`` for an import."""
     body = _body()
     items = body.get("items") if isinstance(body.get("items"), list) else [body]
+    if not items or len(items) > MAX_IMPORT:
+        raise ApiError(f"items: от 1 до {MAX_IMPORT} согласий за раз.")
     services = get_services()
+    default_source = "import" if len(items) > 1 else "admin"
     errors: dict[str, str] = {}
     saved = 0
     for index, item in enumerate(items):
         try:
-            key = str(item.get("contact_key") or "")
-            if (
-                not key.startswith(("contact:", "deal:"))
-                or not key.split(":")[1].isdigit()
-            ):
+            if not isinstance(item, dict):
+                raise consent.ConsentError("Согласие — объект с полями.")
+            key = item.get("contact_key")
+            if not consent.is_contact_key(key):
                 raise consent.ConsentError("contact_key: contact:<id> или deal:<id>.")
-            if item.get("channel") not in config.CHANNELS:
+            channel = item.get("channel")
+            if channel not in config.CHANNELS:
                 raise consent.ConsentError("Неизвестный канал.")
             consent.grant(
                 services,
                 g.portal.id,
                 key,
-                item["channel"],
-                source=item.get("source") or ("import" if len(items) > 1 else "admin"),
+                channel,
+                source=str(item.get("source") or default_source),
                 address=item.get("address"),
             )
             saved += 1
@@ -232,11 +256,16 @@ def consent_add():
 @admin_required
 def consent_revoke():
     body = _body()
+    key = body.get("contact_key")
+    if not consent.is_contact_key(key):
+        raise ApiError("contact_key: contact:<id> или deal:<id>.")
     channel = body.get("channel")
+    if channel is not None and channel not in config.CHANNELS:
+        raise ApiError("channel: " + ", ".join(config.CHANNELS) + " или пусто.")
     count = consent.revoke(
         get_services(),
         g.portal.id,
-        str(body.get("contact_key") or ""),
+        key,
         (channel,) if channel else None,
         source="admin",
     )
@@ -300,7 +329,7 @@ def experiment_promote(experiment_id: int):
 def telegram_link():
     """Return the deep link a client opens to subscribe in Telegram."""
     key = request.args.get("contact_key", "")
-    if not key.startswith(("contact:", "deal:")) or not key.split(":")[1].isdigit():
+    if not consent.is_contact_key(key):
         raise ApiError("contact_key: contact:<id> или deal:<id>.")
     code = consent.link_code(get_services(), g.portal.id, key)
     username = (config.settings(g.portal).get("telegram") or {}).get("bot_username")

@@ -20,6 +20,9 @@ from typing import Any
 ALPHA = 0.05
 Z_95 = 1.959963984540054
 METRICS = ("no_show", "confirmation")
+MAX_VARIANTS = 10
+# Appointment.variant stores the code in a String(32) column.
+MAX_CODE = 32
 
 
 class ExperimentError(ValueError):
@@ -53,28 +56,46 @@ def two_proportion_z(s1: int, n1: int, s2: int, n2: int) -> tuple[float, float]:
     return z, 2 * (1 - normal_cdf(abs(z)))
 
 
-def validate_variants(variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def validate_variants(variants: Any) -> list[dict[str, Any]]:
     """Check codes, weights and exactly one control; return them cleaned."""
-    if len(variants) < 2:
+    if not isinstance(variants, list) or len(variants) < 2:
         raise ExperimentError("Нужно хотя бы два варианта, один из них — контрольный.")
+    if len(variants) > MAX_VARIANTS or not all(isinstance(v, dict) for v in variants):
+        raise ExperimentError(
+            f"Варианты — от 2 до {MAX_VARIANTS} объектов с кодом, весом, "
+            "шаблонами и расписанием."
+        )
     codes = [str(v.get("code") or "").strip() for v in variants]
     if any(not code for code in codes) or len(set(codes)) != len(codes):
         raise ExperimentError("У каждого варианта должен быть свой непустой код.")
+    if any(len(code) > MAX_CODE for code in codes):
+        raise ExperimentError(f"Код варианта — не длиннее {MAX_CODE} символов.")
     controls = [v for v in variants if v.get("control")]
     if len(controls) != 1:
         raise ExperimentError("Ровно один вариант должен быть контрольным.")
     cleaned = []
     for code, variant in zip(codes, variants, strict=True):
-        weight = float(variant.get("weight", 1))
-        if weight <= 0:
-            raise ExperimentError(f"Вес варианта {code} должен быть больше нуля.")
+        weight = variant.get("weight", 1)
+        if (
+            not isinstance(weight, int | float)
+            or isinstance(weight, bool)
+            or not math.isfinite(weight)
+            or not 0 < weight <= 1000
+        ):
+            raise ExperimentError(f"Вес варианта {code} — число от 0 до 1000.")
+        texts = variant.get("templates") or {}
+        steps = variant.get("schedule") or []
+        if not isinstance(texts, dict) or not isinstance(steps, list):
+            raise ExperimentError(
+                f"Вариант {code}: шаблоны — объект, расписание — список шагов."
+            )
         cleaned.append(
             {
                 "code": code,
                 "control": bool(variant.get("control")),
-                "weight": weight,
-                "templates": dict(variant.get("templates") or {}),
-                "schedule": list(variant.get("schedule") or []),
+                "weight": float(weight),
+                "templates": dict(texts),
+                "schedule": list(steps),
             }
         )
     return cleaned

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
 from b24app.bitrix.errors import BitrixCallError
 from b24app.models import Portal
-from b24app.reminders import abtest, config, dispatch, templates
+from b24app.reminders import abtest, channels, config, dispatch, templates
 from b24app.reminders.models import (
     Appointment,
     Delivery,
@@ -39,6 +40,10 @@ PLAIN_FIELDS = {
     "email": ("host", "port", "sender", "username", "starttls"),
 }
 KINDS = ("confirm", "remind")
+SMS_PROVIDERS = ("smsru", "generic")
+MAX_STEPS = 10
+MAX_SERVICES = 50
+MAX_FIELD = 255
 # Shown to the owner next to deliveries whose status needs a word.
 DELIVERY_NOTES = {
     "unknown": dispatch.UNKNOWN_NOTE,
@@ -69,54 +74,161 @@ def public_settings(portal: Portal) -> dict[str, Any]:
     return result
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_schedule(steps: Any, field: str, errors: dict[str, str]) -> list[dict]:
     if not isinstance(steps, list) or not steps:
         errors[field] = "Нужен хотя бы один шаг расписания."
         return []
-    cleaned = []
+    if len(steps) > MAX_STEPS:
+        errors[field] = f"Не больше {MAX_STEPS} шагов расписания."
+        return []
+    cleaned: list[dict] = []
+    offsets: set[int] = set()
     for step in steps:
-        kind = (step or {}).get("kind")
-        minutes = (step or {}).get("minutes_before")
+        if not isinstance(step, dict):
+            errors[field] = "Шаг расписания — объект с полями kind и minutes_before."
+            continue
+        kind = step.get("kind")
+        minutes = step.get("minutes_before")
         if kind not in KINDS:
             errors[field] = (
                 "Вид шага: confirm (подтверждение) или remind (напоминание)."
             )
-        elif not isinstance(minutes, int) or not 30 <= minutes <= 14 * 24 * 60:
+        elif not _is_int(minutes) or not 30 <= minutes <= 14 * 24 * 60:
             errors[field] = "Смещение — от 30 минут до 14 дней до визита, в минутах."
+        elif minutes in offsets:
+            errors[field] = "Два шага в одно время: у каждого шага своё смещение."
         else:
+            offsets.add(minutes)
             cleaned.append({"kind": kind, "minutes_before": minutes})
     return cleaned
+
+
+def _check_services(value: Any, errors: dict[str, str]) -> dict[str, list[dict]]:
+    if not isinstance(value, dict):
+        errors["services"] = "Расписания услуг — объект «название услуги: шаги»."
+        return {}
+    if len(value) > MAX_SERVICES:
+        errors["services"] = f"Не больше {MAX_SERVICES} расписаний услуг."
+        return {}
+    cleaned = {}
+    for name, steps in value.items():
+        title = name.strip()
+        if not title or len(title) > 120:
+            errors["services"] = "Название услуги — от 1 до 120 символов."
+            continue
+        cleaned[title] = _check_schedule(steps, f"services.{title}", errors)
+    return cleaned
+
+
+def _check_templates(
+    value: Any, current: dict[str, str], errors: dict[str, str]
+) -> dict[str, str]:
+    if not isinstance(value, dict):
+        errors["templates"] = "Шаблоны — объект «вид сообщения: текст»."
+        return current
+    texts = dict(current)
+    for key, text in value.items():
+        kind, _, channel = key.partition(".")
+        if kind not in templates.KINDS or (channel and channel not in config.CHANNELS):
+            errors[f"templates.{key}"] = (
+                "Неизвестный вид сообщения: confirm, remind или thanks, "
+                "с каналом через точку (confirm.sms)."
+            )
+            continue
+        if not isinstance(text, str):
+            errors[f"templates.{key}"] = "Текст шаблона должен быть строкой."
+            continue
+        check = templates.validate(text)
+        if not check.ok:
+            errors[f"templates.{key}"] = " ".join(check.errors)
+        texts[key] = text
+    return texts
+
+
+def _check_url(value: Any, production: bool) -> str | None:
+    """Return why a provider URL is refused, None when it is fine.
+
+    In production a provider is reached over HTTPS only and never at a
+    loopback, private or link-local address given as an IP.
+    """
+    if not isinstance(value, str) or len(value) > MAX_FIELD:
+        return "Адрес — строка не длиннее 255 символов."
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "Адрес должен начинаться с https://."
+    if production and parts.scheme != "https":
+        return "Адрес должен начинаться с https://."
+    if production and channels.is_private_host(parts.hostname):
+        return "Адрес во внутренней сети недоступен: укажите адрес провайдера."
+    return None
+
+
+def _check_channel(
+    channel: str, given: Any, production: bool, errors: dict[str, str]
+) -> None:
+    """Check the fields of one provider section and add errors keyed by field."""
+    if not isinstance(given, dict):
+        errors[channel] = "Настройки канала — объект с полями."
+        return
+    for name in PLAIN_FIELDS[channel] + SECRET_FIELDS[channel]:
+        value = given.get(name)
+        field = f"{channel}.{name}"
+        if value is None or value == "":
+            continue
+        if name == "port":
+            if not _is_int(value) or not 1 <= value <= 65535:
+                errors[field] = "Порт — число от 1 до 65535."
+        elif name == "starttls":
+            if not isinstance(value, bool):
+                errors[field] = "STARTTLS: true или false."
+        elif not isinstance(value, str) or len(value) > MAX_FIELD:
+            errors[field] = "Строка не длиннее 255 символов."
+        elif name in ("url", "api_url"):
+            problem = _check_url(value, production)
+            if problem:
+                errors[field] = problem
+        elif name == "provider" and value not in SMS_PROVIDERS:
+            errors[field] = "Провайдер: " + ", ".join(SMS_PROVIDERS) + "."
+        elif name == "host" and production and channels.is_private_host(value):
+            errors[field] = "Сервер во внутренней сети недоступен."
 
 
 def update_settings(
     services: Services, portal: Portal, body: dict[str, Any]
 ) -> dict[str, Any]:
-    """Validate and store the owner's changes; raises SettingsError per field."""
+    """Validate and store the owner's changes; raises SettingsError per field.
+
+    Nothing is stored when any field is wrong.
+    """
     errors: dict[str, str] = {}
     changes: dict[str, Any] = {}
+    production = services.config.get("ENV") == "production"
     if "enabled" in body:
-        changes["enabled"] = bool(body["enabled"])
+        if not isinstance(body["enabled"], bool):
+            errors["enabled"] = "Включено: true или false."
+        changes["enabled"] = body["enabled"]
     if "schedule" in body:
         changes["schedule"] = _check_schedule(body["schedule"], "schedule", errors)
     if "services" in body:
-        services_map = {}
-        for name, steps in (body.get("services") or {}).items():
-            services_map[str(name)] = _check_schedule(steps, f"services.{name}", errors)
-        changes["services"] = services_map
+        changes["services"] = _check_services(body["services"] or {}, errors)
     if "thanks_after_minutes" in body:
         value = body["thanks_after_minutes"]
-        if value is not None and (not isinstance(value, int) or not 0 <= value <= 2880):
+        if value is not None and (not _is_int(value) or not 0 <= value <= 2880):
             errors["thanks_after_minutes"] = (
                 "От 0 до 2880 минут после визита или пусто."
             )
         changes["thanks_after_minutes"] = value
     if "grace_minutes" in body:
         value = body["grace_minutes"]
-        if not isinstance(value, int) or not 15 <= value <= 1440:
+        if not _is_int(value) or not 15 <= value <= 1440:
             errors["grace_minutes"] = "От 15 до 1440 минут."
         changes["grace_minutes"] = value
     if "quiet_hours" in body:
-        quiet = body["quiet_hours"] or {}
+        quiet = body["quiet_hours"]
         try:
             time.fromisoformat(quiet["start"])
             time.fromisoformat(quiet["end"])
@@ -125,28 +237,33 @@ def update_settings(
             errors["quiet_hours"] = "Укажите начало и конец тихих часов как ЧЧ:ММ."
     if "channels" in body:
         order = body["channels"]
-        if not isinstance(order, list) or any(c not in config.CHANNELS for c in order):
-            errors["channels"] = "Каналы: " + ", ".join(config.CHANNELS) + "."
+        if (
+            not isinstance(order, list)
+            or not order
+            or any(c not in config.CHANNELS for c in order)
+            or len(set(order)) != len(order)
+        ):
+            errors["channels"] = (
+                "Каналы по порядку, каждый один раз: "
+                + ", ".join(config.CHANNELS)
+                + ". Чтобы не отправлять ничего, выключите напоминания."
+            )
         changes["channels"] = order
     if "address" in body:
         changes["address"] = str(body["address"] or "")[:255]
     if "templates" in body:
-        texts = dict(config.settings(portal).get("templates") or {})
-        for key, text in (body["templates"] or {}).items():
-            kind = key.split(".")[0]
-            if kind not in templates.KINDS:
-                errors[f"templates.{key}"] = "Неизвестный вид сообщения."
-                continue
-            check = templates.validate(str(text))
-            if not check.ok:
-                errors[f"templates.{key}"] = " ".join(check.errors)
-            texts[key] = str(text)
-        changes["templates"] = texts
+        current_texts = dict(config.settings(portal).get("templates") or {})
+        changes["templates"] = _check_templates(
+            body["templates"] or {}, current_texts, errors
+        )
     current = config.settings(portal)
     for channel in SECRET_FIELDS:
         if channel not in body:
             continue
         given = body[channel] or {}
+        _check_channel(channel, given, production, errors)
+        if not isinstance(given, dict):
+            continue
         cfg = dict(current.get(channel) or {})
         for name in PLAIN_FIELDS[channel]:
             if name in given:
@@ -263,15 +380,14 @@ def appointment_list(
 def create_experiment(
     services: Services, portal_id: int, body: dict[str, Any]
 ) -> Experiment:
-    variants = abtest.validate_variants(list(body.get("variants") or []))
+    variants = abtest.validate_variants(body.get("variants") or [])
     for variant in variants:
-        for key, text in variant["templates"].items():
-            check = templates.validate(str(text))
-            if not check.ok:
-                raise abtest.ExperimentError(
-                    f"Вариант {variant['code']}, шаблон {key}: "
-                    + " ".join(check.errors)
-                )
+        errors: dict[str, str] = {}
+        _check_templates(variant["templates"], {}, errors)
+        if errors:
+            raise abtest.ExperimentError(
+                f"Вариант {variant['code']}: " + " ".join(errors.values())
+            )
         if variant["schedule"]:
             errors: dict[str, str] = {}
             variant["schedule"] = _check_schedule(variant["schedule"], "s", errors)
@@ -282,8 +398,8 @@ def create_experiment(
     metric = body.get("metric") or "no_show"
     if metric not in abtest.METRICS:
         raise abtest.ExperimentError("Метрика: no_show или confirmation.")
-    minimum = int(body.get("min_per_variant") or 100)
-    if minimum < 30:
+    minimum = body.get("min_per_variant") or 100
+    if not _is_int(minimum) or minimum < 30:
         raise abtest.ExperimentError("Минимум визитов на вариант — не меньше 30.")
     with services.db.session() as session:
         running = session.scalars(

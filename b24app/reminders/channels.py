@@ -13,11 +13,14 @@ the address and the text go to a provider, never names or deal data.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import smtplib
+import socket
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -81,6 +84,46 @@ def _json(response: requests.Response, provider: str) -> dict[str, Any]:
     if response.status_code >= 500:
         raise DeliveryFailed(message, retry=True)
     raise DeliveryFailed(message, retry=False, unknown=True)
+
+
+def is_private_host(host: str) -> bool:
+    """Return whether ``host`` is localhost or a non-public IP address.
+
+    Shorthand IPv4 forms that resolvers accept (``127.1``, ``2130706433``)
+    count as the address they stand for.
+    """
+    name = host.strip("[]").lower().rstrip(".")
+    if name in ("localhost", "") or name.endswith((".localhost", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return not (mapped or address).is_global
+
+
+def check_public(services: Services, host: str | None, provider: str) -> None:
+    """Raise DeliveryFailed when, in production, ``host`` resolves to a private IP.
+
+    Providers are set by portal administrators, so a provider URL must not
+    reach the app's own network. The check runs before each request.
+    NOTE: a name that resolves differently between this check and the
+    request (DNS rebinding) is not caught.
+    """
+    if services.config.get("ENV") != "production":
+        return
+    if not host or is_private_host(host):
+        raise DeliveryFailed(f"{provider}: private address rejected", retry=False)
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as err:
+        raise DeliveryFailed(f"{provider}: host not resolved", retry=True) from err
+    if any(is_private_host(str(info[4][0])) for info in infos):
+        raise DeliveryFailed(f"{provider}: private address rejected", retry=False)
 
 
 def _timeout(cfg: dict[str, Any]) -> tuple[float, float]:
@@ -183,6 +226,7 @@ def telegram_call(
     if not token:
         raise DeliveryFailed("telegram: bot token is not set", retry=False)
     base = (cfg.get("api_url") or TELEGRAM_API).rstrip("/")
+    check_public(services, urlsplit(base).hostname, "telegram")
     response = _post(
         f"{base}/bot{token}/{method}", "telegram", json=payload, timeout=_timeout(cfg)
     )
@@ -256,6 +300,7 @@ def _send_smsru(services: Services, cfg: dict[str, Any], phone: str, text: str) 
     if not api_id:
         raise DeliveryFailed("sms: API key is not set", retry=False)
     base = (cfg.get("url") or SMSRU_API).rstrip("/")
+    check_public(services, urlsplit(base).hostname, "sms")
     to = phone.lstrip("+")
     data = {"api_id": api_id, "to": to, "msg": text, "json": "1"}
     if cfg.get("sender"):
@@ -292,6 +337,7 @@ def _send_generic(
     url = cfg.get("url")
     if not url:
         raise DeliveryFailed("sms: provider URL is not set", retry=False)
+    check_public(services, urlsplit(url).hostname, "sms")
     headers = {}
     token = _secret(services, cfg, "api_key")
     if token:
@@ -344,6 +390,7 @@ def send_email(
     host = cfg.get("host")
     if not host:
         raise DeliveryFailed("email: SMTP host is not set", retry=False)
+    check_public(services, host, "email")
     mail = EmailMessage()
     mail["From"] = cfg.get("sender") or "otklik@localhost"
     mail["To"] = address

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from datetime import UTC, datetime
 
 import phonenumbers
@@ -37,6 +38,8 @@ CHAT_QUESTION = (
     "Можно присылать вам напоминания о записи сюда? Ответьте «да» или «нет»."
 )
 DEFAULT_REGION = "RU"
+# A client is a contact or, without one, a deal: "contact:5", "deal:12".
+CONTACT_KEY = re.compile(r"(contact|deal):[1-9][0-9]{0,9}")
 
 
 class ConsentError(ValueError):
@@ -117,17 +120,27 @@ def chat_state(services: Services, portal_id: int, contact_key: str) -> str | No
         )
 
 
-def normalize_address(channel: str, address: str | None) -> str | None:
+def is_contact_key(value: object) -> bool:
+    """Return whether ``value`` is a client key, ``contact:<id>`` or ``deal:<id>``."""
+    return isinstance(value, str) and CONTACT_KEY.fullmatch(value) is not None
+
+
+def normalize_address(channel: str, address: object) -> str | None:
+    if address is not None and (
+        not isinstance(address, str | int) or isinstance(address, bool)
+    ):
+        raise ConsentError("Адрес должен быть строкой.")
     if channel == "sms":
-        return normalize_phone(address or "")
+        return normalize_phone(str(address or "")[:32])
     if channel == "email":
-        value = (address or "").strip()
+        value = str(address or "").strip()
         if "@" not in value or len(value) > 254:
             raise ConsentError("Адрес почты неверный.")
         return value
     if channel == "telegram":
         value = str(address or "").strip()
-        if not value.lstrip("-").isdigit():
+        digits = value.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 20):
             raise ConsentError("Нужен числовой идентификатор чата Telegram.")
         return value
     return None

@@ -251,7 +251,7 @@ def on_telegram(services, client, portal, update_id: int, event) -> str:
         )
         return "skipped: unknown chat"
     appointment_id = replies.appointment_by_ref(
-        services, portal.id, f"tg:{chat_id}:"
+        services, portal.id, f"tg:{chat_id}:", prefix=True
     ) or replies.appointment_for_contact(services, portal.id, found.contact_key)
     return replies.handle(
         services,
@@ -294,7 +294,14 @@ def _telegram_button(services, portal, cfg, callback: dict[str, Any]) -> str:
         )
     except channels.DeliveryFailed:
         channels_ok = False
-    if not appointment_raw.isdigit():
+    # Buttons are "a:<appointment>:<action>" and "s:<appointment>:<slot number>".
+    actions = ("confirm", "cancel", "reschedule")
+    if (
+        not _small_number(appointment_raw)
+        or (kind == "a" and choice not in actions)
+        or (kind == "s" and not _small_number(choice))
+        or kind not in ("a", "s")
+    ):
         return "skipped: bad button"
     with services.db.session() as session:
         row = session.get(appointments.Appointment, int(appointment_raw))
@@ -306,11 +313,7 @@ def _telegram_button(services, portal, cfg, callback: dict[str, Any]) -> str:
         or (found.contact_key != row.contact_key)
     ):
         return "skipped: button of another client"
-    intent = choice if kind == "a" else f"slot:{choice}"
-    if intent not in ("confirm", "cancel", "reschedule") and not intent.startswith(
-        "slot:"
-    ):
-        return "skipped: bad button"
+    intent = choice if kind == "a" else f"slot:{int(choice)}"
 
     def respond(reply: str, buttons: list[tuple[str, str]]) -> None:
         _telegram_send(services, portal, cfg, chat_id, reply, buttons)
@@ -325,6 +328,11 @@ def _telegram_button(services, portal, cfg, callback: dict[str, Any]) -> str:
         contact_key=found.contact_key,
     )
     return outcome if channels_ok else outcome + " (button not acknowledged)"
+
+
+def _small_number(text: str) -> bool:
+    """Return whether ``text`` is an ASCII decimal id that fits an INTEGER column."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
 
 
 def _telegram_send(services, portal, cfg, chat_id, text, buttons) -> None:

@@ -123,15 +123,28 @@ def start_once(services: Services, event: InboundEvent) -> bool:
 # Finding the appointment a reply belongs to
 
 
-def appointment_by_ref(services: Services, portal_id: int, prefix: str) -> int | None:
-    """Return the appointment of the latest message sent with this reference."""
+def appointment_by_ref(
+    services: Services, portal_id: int, ref: str, *, prefix: bool = False
+) -> int | None:
+    """Return the appointment of the latest message sent with this reference.
+
+    ``ref`` is the whole provider reference (``chat:12``), or with ``prefix``
+    its start up to a separator (``tg:777:``). The reference comes from the
+    reply, so LIKE wildcards in it are escaped, and ``chat:1`` never matches
+    the messages of chat 12.
+    """
+    if prefix:
+        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches = Delivery.provider_ref.like(f"{escaped}%", escape="\\")
+    else:
+        matches = Delivery.provider_ref == ref
     with services.db.session() as session:
         return session.scalar(
             select(Delivery.appointment_id)
             .where(
                 Delivery.portal_id == portal_id,
                 Delivery.status == "sent",
-                Delivery.provider_ref.like(f"{prefix}%"),
+                matches,
             )
             .order_by(Delivery.id.desc())
             .limit(1)
