@@ -43,7 +43,9 @@ SMSRU_PENDING = {"100", "101", "102"}
 OPTOUT_PAGE = """<!doctype html><html lang="ru"><meta charset="utf-8">
 <title>Отписка</title>
 <body style="font-family:sans-serif;max-width:32em;margin:3em auto">
-<h1>{{ title }}</h1><p>{{ text }}</p></body></html>"""
+<h1>{{ title }}</h1><p>{{ text }}</p>
+{% if confirm %}<form method="post"><button type="submit">Отписаться</button></form>
+{% endif %}</body></html>"""
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -299,6 +301,15 @@ def optout(token: str):
             text="Ссылка повреждена. Ответьте «стоп» на любое наше сообщение.",
         )
         return page, 400
+    if request.method == "GET":
+        # Mail and messenger link scanners open links on their own: a GET
+        # only asks, the button (or a one-click POST from a mail client) acts.
+        return render_template_string(
+            OPTOUT_PAGE,
+            title="Отписаться от напоминаний?",
+            text="Мы перестанем присылать напоминания о записи во все каналы.",
+            confirm=True,
+        )
     if _portal(portal_id) is None:
         return render_template_string(
             OPTOUT_PAGE, title="Готово", text="Напоминаний больше не будет."

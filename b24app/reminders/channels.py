@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import smtplib
 import socket
+import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -61,6 +62,8 @@ class Outgoing:
     # The same for every attempt of one job over one channel; sent as the
     # idempotency key to providers that accept one.
     key: str | None = None
+    # The opt-out link, sent as the e-mail's one-click unsubscribe header.
+    unsubscribe: str | None = None
 
 
 def _secret(services: Services, cfg: dict[str, Any], key: str) -> str | None:
@@ -395,11 +398,15 @@ def send_email(
     mail["From"] = cfg.get("sender") or "otklik@localhost"
     mail["To"] = address
     mail["Subject"] = message.subject
+    if message.unsubscribe:
+        # RFC 8058: mail clients offer a button that POSTs to this link.
+        mail["List-Unsubscribe"] = f"<{message.unsubscribe}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     mail.set_content(message.text)
     try:
         with smtplib.SMTP(host, int(cfg.get("port") or 587), timeout=10) as smtp:
             if cfg.get("starttls"):
-                smtp.starttls()
+                smtp.starttls(context=ssl.create_default_context())
             password = _secret(services, cfg, "password")
             if cfg.get("username") and password:
                 smtp.login(cfg["username"], password)

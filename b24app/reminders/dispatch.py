@@ -261,6 +261,7 @@ def _message(
     if channel == "email":
         link = consent.optout_url(services, portal.id, row.contact_key)
         message.text += f"\n\nОтписаться от напоминаний: {link}"
+        message.unsubscribe = link
     return message
 
 

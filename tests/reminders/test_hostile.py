@@ -583,7 +583,7 @@ def test_optout_link_of_other_portal_touches_only_it(
     consent.grant(
         services, reminder_portal.id, key, "sms", source="form", address=PHONE
     )
-    requests.get(consent.optout_url(services, other.id, key), timeout=10)
+    requests.post(consent.optout_url(services, other.id, key), timeout=10)
     allowed = consent.allowed_channels(services, reminder_portal.id, key)
     assert allowed == {"sms": PHONE}
 

@@ -165,6 +165,8 @@ def test_email_has_optout_link(
     dispatch.dispatch_due(services)
     mail = email.message_from_bytes(inbox.messages[0].content, policy=default)
     assert "/bot/optout/" in mail.get_content()
+    assert mail["List-Unsubscribe"].startswith("<http")
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
 def test_optout_link_revokes_everything(
@@ -175,7 +177,26 @@ def test_optout_link_revokes_everything(
         services, reminder_portal.id, key, "sms", source="form", address=PHONE
     )
     url = consent.optout_url(services, reminder_portal.id, key)
-    response = requests.get(url, timeout=10)
+
+    # Opening the link (a person or a link scanner) only asks.
+    page = requests.get(url, timeout=10)
+    assert page.status_code == 200 and 'method="post"' in page.text
+    assert consent.allowed_channels(services, reminder_portal.id, key) != {}
+
+    response = requests.post(url, timeout=10)
+    allowed = consent.allowed_channels(services, reminder_portal.id, key)
+    assert (response.status_code, allowed) == (200, {})
+
+
+def test_optout_one_click_post_from_mail_client(
+    emulator, app_server, services, worker, reminder_portal
+):
+    key = "deal:43"
+    consent.grant(
+        services, reminder_portal.id, key, "sms", source="form", address=PHONE
+    )
+    url = consent.optout_url(services, reminder_portal.id, key)
+    response = requests.post(url, data={"List-Unsubscribe": "One-Click"}, timeout=10)
     allowed = consent.allowed_channels(services, reminder_portal.id, key)
     assert (response.status_code, allowed) == (200, {})
 
