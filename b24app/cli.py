@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -13,15 +14,69 @@ from b24app.logs import configure_logging
 from b24app.tagging.cli import classify_command
 
 
-def _services():
+class DatabaseNotInitialised(click.ClickException):
+    """The database has no schema yet; exits with code 1 and one line."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"database not initialised at {url}: run `b24app db upgrade`")
+
+
+def _services(*, migrated: bool = True):
+    """Build the services; with ``migrated``, reject a database with no schema.
+
+    A missing SQLite file is reported before anything touches the disk:
+    building the engine creates the file's folder, and so does loading a
+    development config with no OTKLIK_SECRET_KEY (it stores a secret in the
+    instance folder). So the URL is first read with a stand-in secret.
+    """
     from b24app.services import Services
 
     try:
+        if migrated:
+            url = load_config({"SECRET_KEY": "unused"})["DATABASE_URL"]
+            if _sqlite_file_missing(url):
+                raise DatabaseNotInitialised(_safe_url(url))
         config = load_config()
     except ConfigError as err:
         raise click.ClickException(str(err)) from err
     configure_logging(config["LOG_LEVEL"])
-    return Services(config)
+
+    url = config["DATABASE_URL"]
+    services = Services(config)
+    if migrated and not _has_schema(services):
+        raise DatabaseNotInitialised(_safe_url(url))
+    return services
+
+
+def _sqlite_file_missing(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    path = parsed.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return False
+    return not Path(path).exists()
+
+
+def _has_schema(services) -> bool:
+    """Return whether the migrations created the ``portals`` table."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return inspect(services.db.engine).has_table("portals")
+    except OperationalError as err:
+        raise click.ClickException(
+            f"database at {_safe_url(services.db.url)} cannot be opened: {err.orig}"
+        ) from err
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @click.group()
@@ -34,7 +89,7 @@ def worker() -> None:
     """Process stored events and run periodic jobs until interrupted."""
     from b24app.worker import Worker
 
-    services = _services()
+    services = _services(migrated=False)
     services.db.upgrade()
     Worker(services).run_forever()
 
@@ -47,7 +102,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations to OTKLIK_DATABASE_URL."""
-    services = _services()
+    services = _services(migrated=False)
     services.db.upgrade()
     click.echo(
         f"database at {services.db.engine.url.render_as_string(hide_password=True)} "
@@ -80,7 +135,17 @@ def sla_due(member_id: str, created: str, tags: tuple[str, ...]) -> None:
     from b24app import portal_settings
     from b24app.models import Portal
     from b24app.sla import settings as sla_settings
-    from b24app.sla.policy import compute_due, ladder_times
+    from b24app.sla.policy import URGENT_TAG, compute_due, ladder_times
+    from b24app.tagging.types import INTENTS
+
+    known = (*INTENTS, URGENT_TAG)
+    tags = tuple(tag.strip().lower() for tag in tags)
+    unknown = [tag for tag in tags if tag not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown tag {unknown[0]!r}; use one of {', '.join(known)}",
+            param_hint="--tag",
+        )
 
     try:
         created_at = datetime.fromisoformat(created)
@@ -118,12 +183,13 @@ def sla_due(member_id: str, created: str, tags: tuple[str, ...]) -> None:
                 "timezone": calendar.tz_name,
                 "created_at": local(due.created_at),
                 "bot_due": local(due.bot_due),
+                "bot_channels": list(policy.bot_channels),
                 "human_starts_at": local(due.human_starts_at),
                 "human_due": local(due.human_due),
                 "human_minutes": due.human_seconds / 60,
                 "rule": due.rule,
                 "text": sla_settings.preview(portal, created_at, list(tags))["text"],
-        "ladder": [
+                "ladder": [
                     {"level": level.code, "action": level.action, "at": local(at)}
                     for level, at in ladder_times(due, policy, calendar)
                 ],

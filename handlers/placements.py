@@ -90,7 +90,10 @@ def lead_tab():
             lang=viewer.language,
             lead=lead,
             bitrix_id=bitrix_id,
-            clocks=[clock_view(c, portal, now) for c in clocks],
+            clocks=[
+                clock_view(c, portal, now, first_touch_at=lead.first_touch_at)
+                for c in clocks
+            ],
             escalations=escalations,
             labels=RU_LABELS,
             timezone=portal_settings.timezone(portal),

@@ -36,7 +36,7 @@ from b24app.bitrix.errors import BitrixCallError
 from b24app.models import Portal
 from b24app.placement_auth import PlacementDenied, Viewer, read_api_token
 from b24app.sla import settings as sla_settings
-from b24app.sla.policy import ACTIONS
+from b24app.sla.policy import ACTIONS, CAPPED_INTENTS
 from b24app.tagging.types import INTENTS, RU_LABELS
 
 logger = logging.getLogger(__name__)
@@ -138,6 +138,11 @@ def page():
                 code: labels.get(lang, code)
                 for code, labels in sla_settings.SEGMENT_LABELS.items()
             },
+            channels={
+                code: labels.get(lang, code)
+                for code, labels in sla_settings.CHANNEL_LABELS.items()
+            },
+            capped_intents=CAPPED_INTENTS,
         )
     )
     response.headers["Content-Security-Policy"] = (
@@ -281,6 +286,7 @@ def _settings_body(
         "settings": sla_settings.current(portal),
         "defaults": {"owner_user_id": portal.token_user_id},
         "presets": sla_settings.presets(),
+        "effective": sla_settings.effective_targets(sla_settings.policy(portal)),
         "users": users or [],
         "users_loaded": users is not None,
     }
@@ -324,6 +330,14 @@ PAGE_TEXTS = {
         "apply_preset": "Подставить сроки для этого типа",
         "targets": "Сроки ответа",
         "bot_seconds": "Ответ бота, секунд",
+        "bot_channels": "Бот отвечает в каналах (у лидов из других каналов нет "
+        "срока ответа бота):",
+        "effective": "Действующие сроки менеджера:",
+        "effective_default": "обычный лид",
+        "capped_hint": "Срочный лид и жалоба не ждут дольше обычного лида: их "
+        "срок не больше общего.",
+        "capped_note": "сокращён до общего срока",
+        "min": "мин",
         "human_minutes": "Ответ менеджера, минут рабочего времени",
         "intents": "Свой срок для намерения, минут (пусто — общий срок)",
         "spam_clock": "Считать срок и для спама",
@@ -381,6 +395,14 @@ PAGE_TEXTS = {
         "apply_preset": "Use the targets of this type",
         "targets": "Response targets",
         "bot_seconds": "Bot reply, seconds",
+        "bot_channels": "The bot replies in these channels (leads from other "
+        "channels get no bot target):",
+        "effective": "Manager targets in effect:",
+        "effective_default": "ordinary lead",
+        "capped_hint": "An urgent lead or a complaint never waits longer than an "
+        "ordinary lead: its target is at most the general one.",
+        "capped_note": "cut to the general target",
+        "min": "min",
         "human_minutes": "Manager reply, minutes of working time",
         "intents": "Own target per intent, minutes (empty: the general one)",
         "spam_clock": "Run the clock for spam too",

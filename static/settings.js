@@ -9,7 +9,11 @@
   var apiUrl = root.dataset.apiUrl;
   var previewUrl = root.dataset.previewUrl;
   var texts = JSON.parse(document.getElementById("texts").textContent);
-  var state = {version: null, presets: {}, users: [], defaults: {}, country: null};
+  var tagLabels = JSON.parse(document.getElementById("tag-labels").textContent);
+  var capped = document.getElementById("effective").dataset.capped.split(",");
+  var state = {
+    version: null, presets: {}, users: [], defaults: {}, country: null, otherChannels: []
+  };
 
   function $(id) { return document.getElementById(id); }
 
@@ -131,10 +135,48 @@
     $("schedules").appendChild(block);
   }
 
+  // Targets in effect: the urgent and complaint targets are capped at the
+  // general one, as the server does (SlaPolicy.effective_intent_seconds).
+
+  function showEffective() {
+    var list = $("effective-list");
+    var general = number("human-minutes");
+    list.innerHTML = "";
+    if (general === null || !(general > 0)) { return; }
+    function add(label, minutes, note) {
+      var item = document.createElement("li");
+      item.textContent = label + ": " + minutes + " " + texts.min;
+      if (note) {
+        var mark = document.createElement("span");
+        mark.className = "capped";
+        mark.textContent = " (" + note + ")";
+        item.appendChild(mark);
+      }
+      list.appendChild(item);
+    }
+    add(texts.effective_default, general, "");
+    document.querySelectorAll(".intent").forEach(function (input) {
+      if (input.value.trim() === "") { return; }
+      var own = Number(input.value);
+      var cut = capped.indexOf(input.dataset.tag) >= 0 && own > general;
+      add(tagLabels[input.dataset.tag] || input.dataset.tag, cut ? general : own,
+          cut ? texts.capped_note : "");
+    });
+  }
+
   // Form <-> settings
 
   function fillPolicy(policy) {
     $("bot-seconds").value = policy.bot_seconds;
+    var channels = policy.bot_channels || [];
+    var listed = [];
+    document.querySelectorAll(".bot-channel").forEach(function (input) {
+      input.checked = channels.indexOf(input.value) >= 0;
+      listed.push(input.value);
+    });
+    // Channels the page has no checkbox for (a portal's own lead sources) are
+    // kept as they are.
+    state.otherChannels = channels.filter(function (code) { return listed.indexOf(code) < 0; });
     $("human-minutes").value = Math.round(policy.human_seconds / 60);
     document.querySelectorAll(".intent").forEach(function (input) {
       var seconds = policy.intent_human_seconds[input.dataset.tag];
@@ -145,6 +187,7 @@
     $("warn-ratio").value = policy.warn_ratio;
     $("ladder").innerHTML = "";
     policy.ladder.forEach(addLevel);
+    showEffective();
   }
 
   function fill(body) {
@@ -206,6 +249,10 @@
       schedules[block.querySelector(".schedule-user").value] = shifts;
     });
     var human = number("human-minutes");
+    var botChannels = state.otherChannels.slice();
+    document.querySelectorAll(".bot-channel").forEach(function (input) {
+      if (input.checked) { botChannels.push(input.value); }
+    });
     return {
       segment: $("segment").value,
       calendar: {
@@ -221,7 +268,8 @@
         spam_has_clock: $("spam-clock").checked,
         fresh_clock_on_reassign: $("fresh-clock").checked,
         warn_ratio: number("warn-ratio"),
-        ladder: ladder
+        ladder: ladder,
+        bot_channels: botChannels
       },
       senior_user_id: $("senior").value ? Number($("senior").value) : null,
       owner_user_id: $("owner").value ? Number($("owner").value) : null,
@@ -318,6 +366,10 @@
     addLevel({code: "", at_ratio: 1, action: "task_senior"});
   });
   $("add-schedule").addEventListener("click", function () { addSchedule(null, {}); });
+  $("human-minutes").addEventListener("input", showEffective);
+  document.querySelectorAll(".intent").forEach(function (input) {
+    input.addEventListener("input", showEffective);
+  });
   $("save").addEventListener("click", save);
   $("preview").addEventListener("click", preview);
   load();

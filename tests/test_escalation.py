@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import select, update
 
 from b24app.models import Escalation, SlaClock
@@ -13,6 +15,7 @@ from b24app.sla import escalation
 from tests.helpers import drain, lead_row
 from tests.sla.support import (
     ADMINISTRATOR,
+    ALWAYS_OPEN,
     HEAD_OF_SALES,
     MANAGER,
     OWNER,
@@ -90,7 +93,7 @@ def test_escalation_task_says_what_and_how_late(emulator, installed, services, w
     assert task["TITLE"].startswith(f"Нет ответа клиенту: лид #{lead_id}")
     assert f"/crm/lead/details/{lead_id}/" in task["DESCRIPTION"]
     assert "Запрос клиента: Запись" in task["DESCRIPTION"]
-    assert "опоздание 1 мин" in task["DESCRIPTION"]
+    assert "срок истёк 1 мин назад" in task["DESCRIPTION"]
     assert task["DEADLINE"]
     assert str(MANAGER) in task["AUDITORS"]
 
@@ -314,3 +317,59 @@ def test_escalation_manual_spam_cancels_clock(emulator, installed, services, wor
 
     assert counts["claimed"] == 0
     assert human_clock(services, lead_id).state == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "меньше минуты"),
+        (11, "меньше минуты"),
+        (59.9, "меньше минуты"),
+        (60, "1 мин"),
+        (119, "1 мин"),
+        (59 * 60, "59 мин"),
+        (60 * 60, "1 ч"),
+        (95 * 60, "1 ч 35 мин"),
+        (-5, "меньше минуты"),
+    ],
+)
+def test_duration_text_rounds_down(seconds, text):
+    assert escalation.duration_text(seconds, "ru") == text
+
+
+def test_duration_text_in_english():
+    assert escalation.duration_text(11, "en") == "less than a minute"
+    assert escalation.duration_text(95 * 60, "en") == "1 h 35 min"
+
+
+def _notice_parts():
+    """A lead, its human clock and an always-open portal, without a database."""
+    due_at = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    portal = SimpleNamespace(
+        domain="example.bitrix24.ru",
+        member_id="m",
+        settings={"calendar": ALWAYS_OPEN},
+    )
+    lead = SimpleNamespace(bitrix_id=7, title="Запись на стрижку")
+    clock = SimpleNamespace(due_at=due_at, target_seconds=600, responsible_id=None)
+    return lead, clock, portal
+
+
+def test_senior_notice_right_at_target_no_zero():
+    lead, clock, portal = _notice_parts()
+
+    text = escalation._senior_text(portal, lead, clock, clock.due_at, "ru")
+
+    assert "0 мин" not in text
+    assert "истёк меньше минуты назад" in text
+
+
+def test_warning_with_seconds_left_says_under_minute():
+    lead, clock, portal = _notice_parts()
+
+    text = escalation._warn_text(
+        None, portal, lead, clock, clock.due_at - timedelta(seconds=11), "ru", False
+    )
+
+    assert "осталось меньше минуты" in text
+    assert "1 мин" not in text

@@ -85,7 +85,10 @@ def test_lead_tab_shows_met_clock(emulator, installed, services, worker):
     page = _tab(emulator, lead_id)
 
     assert _human_state(page) == "met"
-    assert "ответ за 0 мин" in page
+    assert "ответ меньше чем за минуту" in page
+    assert "0 мин" not in page
+    # A web-form lead has no bot clock, so the call cannot show as a bot reply.
+    assert 'data-tier="bot"' not in page
 
 
 def test_lead_tab_shows_overdue_minutes(emulator, installed, services, worker):

@@ -86,7 +86,8 @@ def test_lead_is_tagged_once(emulator, installed, services, worker):
         clocks = session.scalars(
             select(SlaClock).where(SlaClock.lead_id == lead_row(services, lead_id).id)
         ).all()
-    assert sorted(c.tier for c in clocks) == ["bot", "human"]
+    # A web-form lead gets no bot clock: no bot can answer there.
+    assert sorted(c.tier for c in clocks) == ["human"]
 
 
 def test_own_write_echo_does_no_work(emulator, installed, services, worker):

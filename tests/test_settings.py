@@ -202,6 +202,43 @@ def test_settings_put_invalid_names_fields(admin):
     ]
 
 
+def test_settings_put_negative_minutes_names_unit(admin):
+    settings = admin("GET", "/api/v1/settings").json()["settings"]
+    settings["policy"]["human_seconds"] = -5 * 60
+
+    response = _put(admin, 0, settings)
+
+    assert response.status_code == 422
+    assert response.json()["errors"]["policy.human_seconds"] == (
+        "Ответ менеджера: число минут больше нуля."
+    )
+
+
+def test_settings_short_default_caps_urgent(admin):
+    settings = admin("GET", "/api/v1/settings").json()["settings"]
+    settings["policy"]["human_seconds"] = 60
+
+    body = _put(admin, 0, settings).json()
+
+    # The stored presets stay, and the targets in effect are cut to 1 minute.
+    assert body["settings"]["policy"]["intent_human_seconds"]["urgent"] == 600
+    assert body["effective"]["intent_human_seconds"]["urgent"] == 60
+    assert body["effective"]["intent_human_seconds"]["complaint"] == 60
+    assert body["effective"]["intent_human_seconds"]["cancel"] == 3600
+    assert body["effective"]["capped"] == ["complaint", "urgent"]
+
+
+def test_settings_put_saves_bot_channels(admin, services):
+    settings = admin("GET", "/api/v1/settings").json()["settings"]
+    assert settings["policy"]["bot_channels"] == ["openline"]
+    settings["policy"]["bot_channels"] = ["openline", "site"]
+
+    response = _put(admin, 0, settings)
+
+    assert response.status_code == 200
+    assert _stored(services)["policy"]["bot_channels"] == ["openline", "site"]
+
+
 def test_settings_put_rejects_unknown_user(admin):
     settings = admin("GET", "/api/v1/settings").json()["settings"]
     settings["owner_user_id"] = 99
@@ -305,3 +342,25 @@ def test_settings_browser_shows_preview(settings_page):
     settings_page.locator("#preview-ladder li").first.wait_for(timeout=15000)
 
     assert "08.12.2026 09:30" in settings_page.inner_text("#preview-text")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_settings_browser_shows_capped_targets(settings_page, services):
+    settings_page.fill("#human-minutes", "1")
+
+    effective = settings_page.inner_text("#effective-list")
+    assert "обычный лид: 1 мин" in effective
+    assert "Срочно: 1 мин (сокращён до общего срока)" in effective
+    assert "Отмена: 60 мин" in effective
+
+    settings_page.uncheck('.bot-channel[value="openline"]')
+    settings_page.check('.bot-channel[value="site"]')
+    settings_page.click("#save")
+    settings_page.locator("#status.ok").wait_for(timeout=15000)
+
+    policy = _stored(services)["policy"]
+    assert policy["human_seconds"] == 60
+    assert policy["intent_human_seconds"]["urgent"] == 600
+    assert policy["bot_channels"] == ["site"]
+    assert settings_page.console_errors == []

@@ -11,10 +11,23 @@ periodic reconciliation (``reconcile.py``):
 * a status change away from the lead's initial status made by a person.
 
 Incoming activities, internal comments, the app's own writes and automation
-do not stop it. A reply by a bot or a robot stops only the bot tier. The
-clock stops at the real time of the touch, also when the event arrives late
-or only reconciliation finds it. An earlier touch found later moves the stop
-time back.
+do not stop it. The clock stops at the real time of the touch, also when the
+event arrives late or only reconciliation finds it. An earlier touch found
+later moves the stop time back.
+
+The bot tier is met only by an automatic reply: an outgoing activity that
+came with no user token (the open-line bot, a robot, a workflow). It exists
+only for leads from the channels in ``policy.bot_channels``. A person's touch
+never counts as a bot reply:
+
+* before the bot's due time and before any bot reply, it cancels the bot
+  clock (state "cancelled" with ``stopped_at`` at the touch). The client got
+  a reply, so the bot tier neither breaches nor counts in the bot median.
+* after the bot's due time, the bot's breach stands and the bot clock keeps
+  no stop time, so the person's reply time is not taken for the bot's.
+
+A bot reply found later that came before the cancelling touch replaces the
+cancellation.
 
 A lead tagged spam gets no clock unless the policy says so. Reassignment
 restarts the human clock only when ``policy.fresh_clock_on_reassign`` is set;
@@ -156,7 +169,7 @@ def start_clocks(services: Services, portal: Portal, lead_id: int) -> DueTimes |
                 select(SlaClock).where(SlaClock.lead_id == lead_id)
             )
         }
-        if "bot" not in existing:
+        if "bot" not in existing and policy.has_bot_clock(lead.channel):
             session.add(
                 SlaClock(
                     portal_id=portal.id,
@@ -192,10 +205,11 @@ def start_clocks(services: Services, portal: Portal, lead_id: int) -> DueTimes |
         touch, bot_reply = lead.first_touch_at, lead.bot_reply_at
 
     # Touches seen before the lead was tagged (events out of order).
-    if touch is not None:
-        _stop(services, lead_id, touch, tiers=("bot", "human"))
     if bot_reply is not None:
         _stop(services, lead_id, bot_reply, tiers=("bot",))
+    if touch is not None:
+        _stop(services, lead_id, touch, tiers=("human",))
+        _settle_bot_clock(services, lead_id, touch)
     return due
 
 
@@ -208,10 +222,11 @@ def record_touch(
     at: datetime,
     user_id: int | None,
 ) -> bool:
-    """Record a person's first touch and stop both tiers at its real time.
+    """Record a person's first touch and stop the human clock at its real time.
 
-    Returns False when an earlier touch is already known, or when ``at`` lies
-    ahead (a planned activity is not a touch).
+    The bot clock follows the rule in the module docstring. Returns False
+    when an earlier touch is already known, or when ``at`` lies ahead (a
+    planned activity is not a touch).
     """
     now = datetime.now(UTC)
     extra = {"member_id": portal.member_id, "lead_id": lead_id, "kind": kind}
@@ -230,7 +245,9 @@ def record_touch(
         lead.first_touch_by = user_id
     logger.info("first touch recorded", extra=extra)
 
-    if _stop(services, lead_id, at, tiers=("bot", "human")):
+    human_stopped = _stop(services, lead_id, at, tiers=("human",))
+    _settle_bot_clock(services, lead_id, at)
+    if human_stopped:
         from b24app.sla.escalation import close_open_tasks
 
         close_open_tasks(services, portal, lead_id)
@@ -250,6 +267,38 @@ def record_bot_reply(
     _stop(services, lead_id, at, tiers=("bot",))
 
 
+def _settle_bot_clock(services: Services, lead_id: int, touch_at: datetime) -> None:
+    """Apply a person's first touch at ``touch_at`` to the lead's bot clock.
+
+    A bot clock still waiting for a bot reply at the touch is cancelled when
+    the touch came in time. A clock the bot missed stays breached. A clock
+    cancelled by a later touch moves its cancellation back to this one.
+    """
+    with services.db.session() as session:
+        clock = session.scalars(
+            select(SlaClock)
+            .where(SlaClock.lead_id == lead_id, SlaClock.tier == "bot")
+            .with_for_update()
+        ).first()
+        if clock is None:
+            return
+        cancelled_by_touch = clock.state == "cancelled" and clock.stopped_at
+        if clock.state == "cancelled" and not cancelled_by_touch:
+            return
+        if clock.stopped_at is not None and clock.stopped_at <= touch_at:
+            return
+        if touch_at > clock.due_at:
+            if clock.stopped_at is None:
+                clock.state = "breached"
+                clock.breached_at = clock.due_at
+                clock.next_check_at = None
+            return
+        clock.state = "cancelled"
+        clock.stopped_at = touch_at
+        clock.breached_at = None
+        clock.next_check_at = None
+
+
 def _stop(
     services: Services, lead_id: int, at: datetime, *, tiers: tuple[str, ...]
 ) -> bool:
@@ -262,7 +311,9 @@ def _stop(
             .where(SlaClock.lead_id == lead_id, SlaClock.tier.in_(tiers))
             .with_for_update()
         ):
-            if clock.state == "cancelled":
+            # A clock cancelled with a stop time was cancelled by a person's
+            # touch; an earlier bot reply found later still replaces that.
+            if clock.state == "cancelled" and clock.stopped_at is None:
                 continue
             if clock.stopped_at is not None and clock.stopped_at <= at:
                 continue
@@ -418,11 +469,20 @@ def apply_tags(services: Services, portal: Portal, lead_id: int) -> str:
 # Display
 
 
-def clock_view(clock: SlaClock, portal: Portal, now: datetime) -> dict:
+def clock_view(
+    clock: SlaClock,
+    portal: Portal,
+    now: datetime,
+    *,
+    first_touch_at: datetime | None = None,
+) -> dict:
     """State of a clock for people: running, paused, met, breached, in minutes.
 
     Human minutes are business minutes of the portal calendar; bot minutes are
     wall-clock minutes. ``left_minutes`` is negative when overdue.
+    ``first_touch_at`` is the lead's first touch by a person: a bot clock the
+    bot missed counts its lateness up to that touch, when the client got a
+    reply.
     """
     calendar = sla_settings.calendar(portal)
     tz = calendar.tz
@@ -435,8 +495,19 @@ def clock_view(clock: SlaClock, portal: Portal, now: datetime) -> dict:
 
     state = clock.state
     end = clock.stopped_at or now
+    person_answered = (
+        not human
+        and clock.stopped_at is None
+        and first_touch_at is not None
+        and first_touch_at > clock.due_at
+    )
+    if person_answered and state != "cancelled":
+        end = min(now, first_touch_at)
     if state == "cancelled":
         left = 0.0
+    elif person_answered:
+        state = "breached"
+        left = -between(clock.due_at, end)
     elif clock.stopped_at is not None:
         left = between(clock.stopped_at, clock.due_at) - between(
             clock.due_at, clock.stopped_at
@@ -457,12 +528,12 @@ def clock_view(clock: SlaClock, portal: Portal, now: datetime) -> dict:
         "due_at": clock.due_at.isoformat(),
         "stopped_at": clock.stopped_at.isoformat() if clock.stopped_at else None,
         "starts_local": sla_settings.local_text(clock.starts_at, tz),
-        "due_local": sla_settings.local_text(
-            clock.due_at, tz, seconds=not human and clock.target_seconds < 120
-        ),
+        "due_local": sla_settings.due_text(clock.due_at, tz, clock.target_seconds),
         "stopped_local": sla_settings.local_text(clock.stopped_at, tz)
         if clock.stopped_at
         else None,
+        "cancelled_by_person": state == "cancelled" and clock.stopped_at is not None,
+        "answered_by_person": person_answered,
         "started_out_of_hours": human
         and not clock.clock_round
         and clock.starts_at > clock.created_at,

@@ -765,9 +765,27 @@ def _lead_name(lead: Lead) -> str:
     return f"#{lead.bitrix_id} «{title}»" if title else f"#{lead.bitrix_id}"
 
 
-def _minutes(portal: Portal, start: datetime, end: datetime) -> int:
+def _business_seconds(portal: Portal, start: datetime, end: datetime) -> float:
     seconds = sla_settings.calendar(portal).business_seconds_between(start, end)
-    return max(0, round(seconds / 60))
+    return max(0.0, seconds)
+
+
+def duration_text(seconds: float, lang: str) -> str:
+    """Format a span of time for a notice, in whole minutes rounded down.
+
+    Spans under a minute read "меньше минуты" rather than "0 мин", so a
+    warning never claims more time left than there is. An hour or more
+    reads as hours and minutes.
+    """
+    minutes = int(max(0.0, seconds) // 60)
+    if minutes < 1:
+        return "less than a minute" if lang == "en" else "меньше минуты"
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min" if lang == "en" else f"{minutes} мин"
+    if lang == "en":
+        return f"{hours} h {rest} min" if rest else f"{hours} h"
+    return f"{hours} ч {rest} мин" if rest else f"{hours} ч"
 
 
 def _task_title(lead: Lead, lang: str) -> str:
@@ -802,9 +820,9 @@ def _task_description(
     lang: str,
 ) -> str:
     tz = sla_settings.calendar(portal).tz
-    late = _minutes(portal, clock.due_at, now)
-    target = round(clock.target_seconds / 60)
-    due = sla_settings.local_text(clock.due_at, tz)
+    late = duration_text(_business_seconds(portal, clock.due_at, now), lang)
+    target = duration_text(clock.target_seconds, lang)
+    due = sla_settings.due_text(clock.due_at, tz, clock.target_seconds)
     manager = _user_link(client, portal, clock.responsible_id)
     link = f"[URL={_lead_url(portal, lead)}]{_lead_name(lead)}[/URL]"
     marker = TASK_MARKER.format(id=escalation.id)
@@ -813,7 +831,8 @@ def _task_description(
             f"The client has had no first reply within the target.\n"
             f"Lead: {link}\n"
             f"Client's request: {_request_text(lead, lang)}\n"
-            f"Due: {due} ({target} min of working time); late by {late} min.\n"
+            f"Due: {due} ({target} of working time); the target passed "
+            f"{late} ago.\n"
             f"Responsible: {manager}\n"
             "Contact the client or hand the lead to a free manager. The task "
             "completes itself once the client gets a reply.\n"
@@ -823,7 +842,8 @@ def _task_description(
         f"Клиент не получил первого ответа в срок.\n"
         f"Лид: {link}\n"
         f"Запрос клиента: {_request_text(lead, lang)}\n"
-        f"Срок ответа: {due} ({target} мин рабочего времени); опоздание {late} мин.\n"
+        f"Срок ответа: {due} ({target} рабочего времени); срок истёк "
+        f"{late} назад.\n"
         f"Ответственный: {manager}\n"
         "Свяжитесь с клиентом или передайте лид свободному менеджеру. Задача "
         "закроется сама, когда клиент получит ответ.\n"
@@ -834,16 +854,16 @@ def _task_description(
 def _senior_text(
     portal: Portal, lead: Lead, clock: SlaClock, now: datetime, lang: str
 ) -> str:
-    late = _minutes(portal, clock.due_at, now)
+    late = duration_text(_business_seconds(portal, clock.due_at, now), lang)
     link = f"[URL={_lead_url(portal, lead)}]{_lead_name(lead)}[/URL]"
     if lang == "en":
         return (
-            f"Lead {link} has had no reply for {late} min past the target. "
-            "A task was created for you."
+            f"The reply target of lead {link} passed {late} ago and the client "
+            "still has no reply. A task was created for you."
         )
     return (
-        f"Лид {link} без ответа клиенту уже {late} мин сверх срока. "
-        "Для вас создана задача."
+        f"Срок ответа по лиду {link} истёк {late} назад, а клиент всё ещё без "
+        "ответа. Для вас создана задача."
     )
 
 
@@ -858,20 +878,20 @@ def _warn_text(
 ) -> str:
     tz = sla_settings.calendar(portal).tz
     link = f"[URL={_lead_url(portal, lead)}]{_lead_name(lead)}[/URL]"
-    due = sla_settings.local_text(clock.due_at, tz)
+    due = sla_settings.due_text(clock.due_at, tz, clock.target_seconds)
     if now < clock.due_at:
-        left = max(1, _minutes(portal, now, clock.due_at))
+        left = duration_text(_business_seconds(portal, now, clock.due_at), lang)
         when = (
-            f"{left} min left, until {due}"
+            f"{left} left, until {due}"
             if lang == "en"
-            else f"осталось {left} мин, срок до {due}"
+            else f"осталось {left}, срок до {due}"
         )
     else:
-        late = _minutes(portal, clock.due_at, now)
+        late = duration_text(_business_seconds(portal, clock.due_at, now), lang)
         when = (
-            f"the target passed {late} min ago"
+            f"the target passed {late} ago"
             if lang == "en"
-            else f"срок прошёл {late} мин назад"
+            else f"срок прошёл {late} назад"
         )
 
     if rerouted:
@@ -893,14 +913,14 @@ def _warn_text(
 def _owner_text(
     portal: Portal, lead: Lead, clock: SlaClock, now: datetime, lang: str
 ) -> str:
-    late = _minutes(portal, clock.due_at, now)
+    late = duration_text(_business_seconds(portal, clock.due_at, now), lang)
     link = f"[URL={_lead_url(portal, lead)}]{_lead_name(lead)}[/URL]"
     if lang == "en":
         return (
-            f"Lead {link} has had no reply for {late} min past the target; "
-            "the senior has a task for it."
+            f"The reply target of lead {link} passed {late} ago and the client "
+            "still has no reply. The senior has a task for it."
         )
     return (
-        f"Лид {link} без ответа клиенту уже {late} мин сверх срока; "
-        "у старшего есть задача по нему."
+        f"Срок ответа по лиду {link} истёк {late} назад, а клиент всё ещё без "
+        "ответа. У старшего есть задача по нему."
     )

@@ -29,6 +29,14 @@ SPAM_TAG = "spam"
 URGENT_TAG = "urgent"
 DEFAULT_RULE = "default"
 
+CAPPED_INTENTS = (URGENT_TAG, "complaint")
+"""Intents whose target never exceeds the default one: an urgent lead or a
+complaint must not wait longer than an ordinary lead."""
+
+BOT_CHANNELS = ("openline",)
+"""Channels where a bot can reply, by default: the open-line chats. A web form,
+an e-mail or a call gets no automatic reply, so such leads get no bot clock."""
+
 MAX_BOT_SECONDS = 3600
 MAX_HUMAN_SECONDS = 30 * 86400
 MAX_AT_RATIO = 10.0
@@ -42,6 +50,7 @@ _POLICY_FIELDS = (
     "warn_ratio",
     "ladder",
     "fresh_clock_on_reassign",
+    "bot_channels",
 )
 _LEVEL_FIELDS = ("code", "at_ratio", "action")
 
@@ -83,7 +92,10 @@ class SlaPolicy:
 
     ``intent_human_seconds`` maps an intent tag to a human target in business
     seconds. A matching intent replaces ``human_seconds``, and when several
-    match, the shortest target wins. ``warn_ratio`` is the share of the human
+    match, the shortest target wins. The targets of ``CAPPED_INTENTS`` are
+    capped at ``human_seconds`` (see ``effective_intent_seconds``).
+    ``bot_channels`` lists the lead channels (``leadtext.channel`` names) whose
+    leads get a bot clock. ``warn_ratio`` is the share of the human
     target after which a clock counts as at risk in reports and the UI, while
     ``ladder`` decides which actions fire. ``fresh_clock_on_reassign`` makes the
     clock service restart the human clock when a lead changes hands.
@@ -98,6 +110,7 @@ class SlaPolicy:
     warn_ratio: float = 0.8
     ladder: Sequence[LadderLevel] = field(default_factory=_default_ladder)
     fresh_clock_on_reassign: bool = False
+    bot_channels: Sequence[str] = BOT_CHANNELS
 
     def __post_init__(self) -> None:
         _check_seconds("bot_seconds", self.bot_seconds, MAX_BOT_SECONDS)
@@ -107,9 +120,11 @@ class SlaPolicy:
         _check_ratio("warn_ratio", self.warn_ratio, maximum=1.0, inclusive=False)
         ladder = _check_ladder(self.ladder)
         _check_bool("fresh_clock_on_reassign", self.fresh_clock_on_reassign)
+        channels = _check_channels(self.bot_channels)
 
         object.__setattr__(self, "intent_human_seconds", MappingProxyType(intents))
         object.__setattr__(self, "ladder", ladder)
+        object.__setattr__(self, "bot_channels", channels)
 
     def __hash__(self) -> int:
         intents = tuple(sorted(self.intent_human_seconds.items()))
@@ -122,25 +137,42 @@ class SlaPolicy:
                 self.warn_ratio,
                 tuple(self.ladder),
                 self.fresh_clock_on_reassign,
+                self.bot_channels,
             )
         )
+
+    def effective_intent_seconds(self) -> dict[str, int]:
+        """Return the target of each intent as it applies to leads.
+
+        The targets of ``CAPPED_INTENTS`` are capped at ``human_seconds``, so
+        lowering the default target also lowers the urgent one. Other intents
+        (a cancellation, say) may wait longer than the default.
+        """
+        return {
+            code: min(seconds, self.human_seconds)
+            if code in CAPPED_INTENTS
+            else seconds
+            for code, seconds in self.intent_human_seconds.items()
+        }
+
+    def has_bot_clock(self, channel: str | None) -> bool:
+        """Return whether a lead from ``channel`` gets a bot clock."""
+        return bool(channel) and channel in self.bot_channels
 
     def human_target(self, tags: Iterable[str], urgent: bool) -> tuple[int, str]:
         """Return the human target in seconds and the rule that chose it.
 
         The rule is the intent tag whose target applies, or ``"default"``. The
         ``urgent`` flag counts as the tag "urgent". Tags are compared in lower
-        case. Ties between intents go to the alphabetically first tag.
+        case. Ties between intents go to the alphabetically first tag. Targets
+        are the capped ones of ``effective_intent_seconds``.
         """
         codes = _normalize_tags(tags)
         if urgent:
             codes.add(URGENT_TAG)
 
-        candidates = [
-            (self.intent_human_seconds[code], code)
-            for code in codes
-            if code in self.intent_human_seconds
-        ]
+        targets = self.effective_intent_seconds()
+        candidates = [(targets[code], code) for code in codes if code in targets]
         if not candidates:
             return self.human_seconds, DEFAULT_RULE
         return min(candidates)
@@ -155,6 +187,7 @@ class SlaPolicy:
             "warn_ratio": self.warn_ratio,
             "ladder": [level.to_dict() for level in self.ladder],
             "fresh_clock_on_reassign": self.fresh_clock_on_reassign,
+            "bot_channels": sorted(self.bot_channels),
         }
 
     @classmethod
@@ -299,6 +332,16 @@ def _check_code(name: str, value: object) -> None:
             f"{name}: must be a lower-case code of letters, digits and '_' that "
             f"starts with a letter, got {value!r}"
         )
+
+
+def _check_channels(channels: object) -> tuple[str, ...]:
+    if isinstance(channels, str | bytes) or not isinstance(channels, Sequence):
+        raise PolicyError(
+            f"bot_channels: expected a list of channel names, got {channels!r}"
+        )
+    for index, channel in enumerate(channels):
+        _check_code(f"bot_channels[{index}]", channel)
+    return tuple(sorted(set(channels)))
 
 
 def _check_intents(intents: object) -> dict[str, int]:

@@ -38,6 +38,7 @@ from b24app.models import Portal
 from b24app.sla.calendar import BusinessCalendar, CalendarError, NoOpenTimeError
 from b24app.sla.policy import (
     ACTIONS,
+    CAPPED_INTENTS,
     MAX_AT_RATIO,
     MAX_BOT_SECONDS,
     MAX_HUMAN_SECONDS,
@@ -82,7 +83,28 @@ _POLICY_FIELDS = (
     "warn_ratio",
     "ladder",
     "fresh_clock_on_reassign",
+    "bot_channels",
 )
+
+CHANNEL_LABELS = {
+    "openline": {"ru": "Чаты открытых линий", "en": "Open-line chats"},
+    "site": {"ru": "Формы на сайте", "en": "Website forms"},
+    "email": {"ru": "Электронная почта", "en": "E-mail"},
+    "phone": {"ru": "Телефон", "en": "Phone"},
+    "ads": {"ru": "Реклама", "en": "Ads"},
+    "referral": {"ru": "Рекомендации", "en": "Referrals"},
+}
+"""Lead channels as ``leadtext.channel`` names them, for the bot-tier choice."""
+
+SECONDS_FIELDS = {
+    "policy.bot_seconds": {"ru": "Ответ бота", "en": "Bot reply"},
+}
+"""Targets that the settings page edits in seconds; the others are in minutes."""
+
+_FIELD_LABELS = {
+    "policy.human_seconds": {"ru": "Ответ менеджера", "en": "Manager reply"},
+    **SECONDS_FIELDS,
+}
 
 
 # Reading
@@ -192,6 +214,24 @@ def current(portal: Portal) -> dict[str, Any]:
         "senior_user_id": _int_or_none(settings.get("senior_user_id")),
         "owner_user_id": _int_or_none(settings.get("owner_user_id")),
         "manager_schedules": manager_schedules(portal),
+    }
+
+
+def effective_targets(pol: SlaPolicy) -> dict[str, Any]:
+    """Return the targets that apply to leads, for the settings page.
+
+    ``capped`` lists the intents whose target is cut to the default one.
+    """
+    effective = pol.effective_intent_seconds()
+    return {
+        "human_seconds": pol.human_seconds,
+        "intent_human_seconds": effective,
+        "capped_intents": list(CAPPED_INTENTS),
+        "capped": sorted(
+            code
+            for code, seconds in effective.items()
+            if seconds < pol.intent_human_seconds[code]
+        ),
     }
 
 
@@ -559,6 +599,16 @@ def _check_policy(value: Any, problems: _Problems) -> dict[str, Any] | None:
         if name in value and not isinstance(value[name], bool):
             problems.add(f"policy.{name}", "Да или нет.", "Yes or no.")
 
+    channels = value.get("bot_channels", [])
+    if not isinstance(channels, list) or not all(
+        isinstance(channel, str) and _CODE.fullmatch(channel) for channel in channels
+    ):
+        problems.add(
+            "policy.bot_channels",
+            "Ожидается список каналов, например openline.",
+            "Expected a list of channels such as openline.",
+        )
+
     ratio = value.get("warn_ratio", 0.8)
     if not _number(ratio) or not 0 < ratio < 1:
         problems.add(
@@ -579,18 +629,36 @@ def _check_policy(value: Any, problems: _Problems) -> dict[str, Any] | None:
 
 
 def _check_seconds(path: str, value: Any, maximum: int, problems: _Problems) -> None:
+    """Check a target stored in seconds, in the unit the page edits it in.
+
+    The page edits the bot target in seconds and every human target in
+    minutes, so a message names the field and that unit.
+    """
+    labels = _FIELD_LABELS.get(path) or _intent_label(path)
+    seconds_unit = path in SECONDS_FIELDS
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        problems.add(
-            path,
-            "Целое число секунд больше нуля.",
-            "A whole number of seconds above zero.",
-        )
+        if seconds_unit:
+            ru = "целое число секунд больше нуля"
+            en = "a whole number of seconds above zero"
+        else:
+            ru, en = "число минут больше нуля", "a number of minutes above zero"
+        problems.add(path, f"{labels['ru']}: {ru}.", f"{labels['en']}: {en}.")
     elif value > maximum:
-        problems.add(
-            path,
-            f"Не больше {maximum // 60} мин.",
-            f"At most {maximum // 60} min.",
-        )
+        if seconds_unit:
+            ru, en = f"не больше {maximum} с", f"at most {maximum} s"
+        else:
+            ru, en = f"не больше {maximum // 60} мин", f"at most {maximum // 60} min"
+        problems.add(path, f"{labels['ru']}: {ru}.", f"{labels['en']}: {en}.")
+
+
+def _intent_label(path: str) -> dict[str, str]:
+    from b24app.tagging.types import RU_LABELS
+
+    code = path.rpartition(".")[2]
+    return {
+        "ru": f"Срок для «{RU_LABELS.get(code, code).lower()}»",
+        "en": f"Target for '{code}'",
+    }
 
 
 def _number(value: Any) -> bool:
@@ -798,18 +866,21 @@ def preview(
     bot_text = _t(
         lang,
         f"Лид, созданный {created_text}, должен получить ответ бота до "
-        f"{local_text(due.bot_due, cal.tz, seconds=True)}.",
+        f"{due_text(due.bot_due, cal.tz, pol.bot_seconds)}. "
+        f"{_bot_channels_text(pol, 'ru')}",
         f"A lead created {created_text} would be due for the bot's reply at "
-        f"{local_text(due.bot_due, cal.tz, seconds=True)}.",
+        f"{due_text(due.bot_due, cal.tz, pol.bot_seconds)}. "
+        f"{_bot_channels_text(pol, 'en')}",
     )
+    human_due_text = due_text(due.human_due, cal.tz, due.human_seconds)
     minutes = _minutes_text(due.human_seconds)
     human_text = _t(
         lang,
         f"Лид, созданный {created_text}, должен получить ответ менеджера до "
-        f"{local_text(due.human_due, cal.tz)} ({minutes} рабочего времени"
+        f"{human_due_text} ({minutes} рабочего времени"
         f"{_rule_text(due.rule, lang)}).",
         f"A lead created {created_text} would be due for a manager's reply at "
-        f"{local_text(due.human_due, cal.tz)} ({minutes} of working time"
+        f"{human_due_text} ({minutes} of working time"
         f"{_rule_text(due.rule, lang)}).",
     )
     if due.human_starts_at > due.created_at:
@@ -851,6 +922,25 @@ def preview(
     return result
 
 
+def _bot_channels_text(pol: SlaPolicy, lang: str) -> str:
+    names = [
+        CHANNEL_LABELS.get(code, {}).get(lang, code).lower()
+        for code in pol.bot_channels
+    ]
+    if not names:
+        return _t(
+            lang,
+            "Срок бота не действует ни в одном канале.",
+            "The bot target applies to no channel.",
+        )
+    joined = ", ".join(names)
+    return _t(
+        lang,
+        f"Срок бота действует только для лидов из каналов: {joined}.",
+        f"The bot target applies only to leads from these channels: {joined}.",
+    )
+
+
 def _rule_text(rule: str, lang: str) -> str:
     if rule == "default":
         return ""
@@ -881,6 +971,19 @@ def action_label(action: str, lang: str = "ru") -> str:
     if labels is None:
         return action
     return labels["en" if lang == "en" else "ru"]
+
+
+SECONDS_SHOWN_BELOW = 120
+"""Due times of targets shorter than this many seconds are shown to the second."""
+
+
+def due_text(moment: datetime, tz, target_seconds: float) -> str:
+    """Format a due time, to the second when the target is under two minutes.
+
+    The same rule holds for both tiers, so a one-minute manager target shows
+    seconds like a 30-second bot target does.
+    """
+    return local_text(moment, tz, seconds=target_seconds < SECONDS_SHOWN_BELOW)
 
 
 def local_text(moment: datetime, tz, *, seconds: bool = False) -> str:

@@ -367,3 +367,68 @@ def test_due_times_across_new_year_mon_fri():
     assert due.human_due == msk(2027, 1, 11, 9, 20)
     assert MON_FRI.business_seconds_between(created, due.human_due) == 1800
     assert due.human_due - created == timedelta(days=11, hours=15, minutes=30)
+
+
+def test_urgent_target_capped_at_default():
+    policy = SlaPolicy(human_seconds=60)
+
+    assert policy.human_target([], urgent=True) == (60, "urgent")
+    assert policy.human_target(["complaint"], urgent=False) == (60, "complaint")
+    assert policy.human_target([], urgent=False) == (60, "default")
+
+
+def test_urgent_never_slower_than_default():
+    for human_seconds in (60, 5 * 60, 12 * 60, 30 * 60, 3 * 3600):
+        policy = SlaPolicy(human_seconds=human_seconds)
+        urgent, _ = policy.human_target([], urgent=True)
+        complaint, _ = policy.human_target(["complaint"], urgent=False)
+        ordinary, _ = policy.human_target([], urgent=False)
+        assert urgent <= ordinary
+        assert complaint <= ordinary
+
+
+def test_cancel_target_may_exceed_default():
+    policy = SlaPolicy(human_seconds=60)
+
+    assert policy.human_target(["cancel"], urgent=False) == (3600, "cancel")
+
+
+def test_effective_intents_keep_stored_presets():
+    policy = SlaPolicy(human_seconds=60)
+
+    assert policy.effective_intent_seconds() == {
+        "urgent": 60,
+        "complaint": 60,
+        "cancel": 3600,
+    }
+    assert policy.to_dict()["intent_human_seconds"]["urgent"] == 600
+
+
+def test_compute_due_urgent_with_short_default():
+    policy = SlaPolicy(human_seconds=60)
+
+    due = compute_due(msk(2026, 4, 15, 10), [], True, policy, EVERY_DAY)
+
+    assert due.human_seconds == 60
+    assert due.human_due == msk(2026, 4, 15, 10, 1)
+
+
+def test_bot_clock_only_for_chat_channels():
+    policy = SlaPolicy()
+
+    assert policy.has_bot_clock("openline")
+    assert not policy.has_bot_clock("site")
+    assert not policy.has_bot_clock("email")
+    assert not policy.has_bot_clock(None)
+
+
+def test_bot_channels_round_trip():
+    policy = SlaPolicy(bot_channels=["site", "openline", "site"])
+
+    assert policy.bot_channels == ("openline", "site")
+    assert SlaPolicy.from_dict(policy.to_dict()) == policy
+
+
+def test_bot_channels_reject_bad_name():
+    with pytest.raises(PolicyError, match=r"bot_channels\[0\]"):
+        SlaPolicy(bot_channels=["Open Line"])

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from b24app.sla import settings as sla_settings
+from b24app.sla.policy import SlaPolicy
 
 MSK = ZoneInfo("Europe/Moscow")
 SHIFT = {str(day): [["10:00", "19:00"]] for day in range(5)}
@@ -75,14 +76,44 @@ ERROR_CASES = [
     pytest.param(
         {"policy": {"bot_seconds": 7200}},
         "policy.bot_seconds",
-        "Не больше 60 мин",
+        "Ответ бота: не больше 3600 с",
         id="bot-too-long",
+    ),
+    pytest.param(
+        {"policy": {"bot_seconds": -5}},
+        "policy.bot_seconds",
+        "Ответ бота: целое число секунд больше нуля",
+        id="bot-negative",
+    ),
+    pytest.param(
+        {"policy": {"human_seconds": -5 * 60}},
+        "policy.human_seconds",
+        "Ответ менеджера: число минут больше нуля",
+        id="human-negative-minutes",
+    ),
+    pytest.param(
+        {"policy": {"human_seconds": 31 * 86400}},
+        "policy.human_seconds",
+        "Ответ менеджера: не больше 43200 мин",
+        id="human-too-long",
     ),
     pytest.param(
         {"policy": {"intent_human_seconds": {"complaint": "10"}}},
         "policy.intent_human_seconds.complaint",
-        "Целое число",
+        "Срок для «жалоба»: число минут больше нуля",
         id="intent-text",
+    ),
+    pytest.param(
+        {"policy": {"intent_human_seconds": {"urgent": -300}}},
+        "policy.intent_human_seconds.urgent",
+        "Срок для «срочно»: число минут",
+        id="intent-negative",
+    ),
+    pytest.param(
+        {"policy": {"bot_channels": "openline"}},
+        "policy.bot_channels",
+        "список каналов",
+        id="bot-channels-text",
     ),
     pytest.param(
         {"policy": {"warn_ratio": 1.5}},
@@ -252,7 +283,36 @@ def test_preview_bot_tier_counts_wall_clock():
         _portal(), datetime(2026, 12, 7, 22, 15, tzinfo=MSK), []
     )
 
-    assert result["tiers"][0]["text"].endswith("ответ бота до 07.12.2026 22:15:30.")
+    assert "ответ бота до 07.12.2026 22:15:30." in result["tiers"][0]["text"]
+
+
+def test_preview_names_bot_channels():
+    result = sla_settings.preview(
+        _portal(), datetime(2026, 12, 7, 12, 0, tzinfo=MSK), []
+    )
+
+    assert result["tiers"][0]["text"].endswith(
+        "Срок бота действует только для лидов из каналов: чаты открытых линий."
+    )
+
+
+def test_preview_short_human_target_shows_seconds():
+    portal = _portal(policy={"human_seconds": 60})
+
+    result = sla_settings.preview(
+        portal, datetime(2026, 12, 7, 12, 0, 20, tzinfo=MSK), ["urgent"]
+    )
+
+    assert "ответ менеджера до 07.12.2026 12:01:20 (1 мин" in result["text"]
+    assert result["tiers"][1]["target_seconds"] == 60
+
+
+def test_effective_targets_mark_capped_intents():
+    targets = sla_settings.effective_targets(SlaPolicy(human_seconds=60))
+
+    assert targets["intent_human_seconds"]["urgent"] == 60
+    assert targets["intent_human_seconds"]["cancel"] == 3600
+    assert targets["capped"] == ["complaint", "urgent"]
 
 
 def test_preview_spam_has_no_clock():
