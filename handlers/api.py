@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 
 from b24app import get_services, portal_settings
 from b24app.dbutil import insert_ignore
-from b24app.kpi import exports, history, report, rollup
+from b24app.kpi import exports, history, names, report, rollup
 from b24app.kpi import settings as kpi_settings
 from b24app.kpi.forecast import forecast
 from b24app.kpi.models import KpiSpend
@@ -89,8 +89,14 @@ def kpi():
     days). Fields: see docs/kpi.md; times in business minutes, shares as
     fractions 0..1, money in the deals' currency.
     """
+    services = get_services()
     start, end = _period(portal_settings.timezone(g.portal))
-    return jsonify(report.kpi_report(get_services(), g.portal, start, end))
+    body = report.kpi_report(services, g.portal, start, end)
+    managers = names.manager_names(
+        services, g.portal, (row["key"] for row in body["by_manager"])
+    )
+    body["names"] = {"managers": managers or {}, "loaded": managers is not None}
+    return jsonify(body)
 
 
 REPORT_KINDS = ("kpi", "daily", "weekly", "monthly")
@@ -132,7 +138,7 @@ def report_download(kind: str, fmt: str):
         body = exports.to_csv(data).encode("utf-8-sig")
         mimetype = "text/csv; charset=utf-8"
     else:
-        body = exports.to_xlsx(data)
+        body = exports.to_xlsx(data, lang=g.viewer.language)
         mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     return Response(
         body,
@@ -363,6 +369,11 @@ def _json_body() -> dict:
     return body or {}
 
 
+def _text(ru: str, en: str) -> str:
+    """Pick the message in the viewer's language; Russian unless it is English."""
+    return en if g.viewer.language == "en" else ru
+
+
 def _day_param(tz: str) -> date:
     raw = request.args.get("date")
     if not raw:
@@ -370,27 +381,64 @@ def _day_param(tz: str) -> date:
     try:
         return date.fromisoformat(raw)
     except ValueError as err:
-        raise ApiError("date must be YYYY-MM-DD") from err
+        raise ApiError(
+            _text(
+                f"Параметр date: укажите дату как ГГГГ-ММ-ДД, получено «{raw}».",
+                f"Parameter date: enter a date as YYYY-MM-DD, got '{raw}'.",
+            ),
+            field="date",
+        ) from err
+
+
+def _date_param(name: str) -> date:
+    raw = request.args.get(name) or ""
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as err:
+        raise ApiError(
+            _text(
+                f"Параметр {name}: укажите дату как ГГГГ-ММ-ДД, получено «{raw}».",
+                f"Parameter {name}: enter a date as YYYY-MM-DD, got '{raw}'.",
+            ),
+            field=name,
+        ) from err
 
 
 def _period(tz: str) -> tuple[date, date]:
     today = datetime.now(UTC).astimezone(ZoneInfo(tz)).date()
-    raw_from, raw_to = request.args.get("from"), request.args.get("to")
-    if raw_from or raw_to:
-        try:
-            start = date.fromisoformat(raw_from or "")
-            end = date.fromisoformat(raw_to or "")
-        except ValueError as err:
-            raise ApiError("from and to must both be dates as YYYY-MM-DD") from err
+    if request.args.get("from") or request.args.get("to"):
+        start, end = _date_param("from"), _date_param("to")
         if end < start:
-            raise ApiError("to must not be before from")
+            raise ApiError(
+                _text(
+                    f"Параметр to: дата окончания {end.isoformat()} раньше "
+                    f"даты начала {start.isoformat()}.",
+                    f"Parameter to: the end date {end.isoformat()} is before "
+                    f"the start date {start.isoformat()}.",
+                ),
+                field="to",
+            )
         if (end - start).days >= MAX_RANGE_DAYS:
-            raise ApiError(f"a range spans at most {MAX_RANGE_DAYS} days")
+            raise ApiError(
+                _text(
+                    f"Параметр to: период длиннее {MAX_RANGE_DAYS} дней, "
+                    "выберите более короткий.",
+                    f"Parameter to: the range is longer than {MAX_RANGE_DAYS} "
+                    "days; pick a shorter one.",
+                ),
+                field="to",
+            )
         return start, end
 
     period = request.args.get("period", "week")
     if period not in PERIOD_DAYS:
         raise ApiError(
-            f"period must be one of {', '.join(PERIOD_DAYS)}, got {period!r}"
+            _text(
+                f"Параметр period: неизвестное значение «{period}», "
+                f"возможны {', '.join(PERIOD_DAYS)}.",
+                f"Parameter period: unknown value '{period}'; "
+                f"use one of {', '.join(PERIOD_DAYS)}.",
+            ),
+            field="period",
         )
     return today - timedelta(days=PERIOD_DAYS[period] - 1), today

@@ -9,6 +9,13 @@
   var apiUrl = root.dataset.apiUrl;
   var apiBase = apiUrl.replace(/\/kpi$/, "");
   var lang = root.dataset.lang === "en" ? "en" : "ru";
+  var locale = lang === "en" ? "en-US" : "ru-RU";
+  // A narrow no-break space separates a number from "%" in both languages.
+  var PERCENT_SIGN = "\u202f%";
+  var numberFormat = new Intl.NumberFormat(locale, {maximumFractionDigits: 1});
+  var moneyFormat = new Intl.NumberFormat(locale, {maximumFractionDigits: 0});
+  var dayFormat = new Intl.DateTimeFormat(locale, {day: "numeric", month: "short"});
+  var pluralRules = new Intl.PluralRules(locale);
   var charts = {};
   var lastQuery = "period=week";
   var importTimer = null;
@@ -20,23 +27,41 @@
          leads: "Лиды", median: "Медиана, мин", p90: "90-й процентиль, мин",
          conversion: "Конверсия", sla: "В срок SLA", visited: "Пришли", noShow: "Не пришли",
          cancelled: "Отменили", revenue: "Выручка", forecast: "Прогноз",
-         low: "Нижняя граница 80 %", high: "Верхняя граница 80 %",
-         target: "цель", of: "из", late: "поздних",
+         low: "Нижняя граница 80\u202f%", high: "Верхняя граница 80\u202f%",
+         target: "цель", of: "из", lateOf: "из них поздних {n}",
+         amountKnown: "сумма есть у {share} визитов",
+         channels: {openline: "Открытые линии", site: "Сайт", email: "E-mail",
+                    phone: "Телефон", ads: "Реклама", referral: "Рекомендации",
+                    other: "Другое"},
+         manager: "Менеджер #{id}", noManager: "Без ответственного",
+         urgentCount: "Срочных: {n}", spamCount: "Спам: {n} (не входит в число лидов)",
+         reviewCount: "Проверить вручную: {n}",
          loadFailed: "Не удалось загрузить данные: ",
-         missing: "Прогноз появится, когда накопится 4 недели истории: не хватает дней — ",
-         missingOf: " из ",
+         missing: "Прогноз появится через {wait}: нужно {need} истории, есть {have}.",
+         waitForms: {one: "дн.", few: "дн.", many: "дн.", other: "дн."},
+         dayForms: {one: "день", few: "дня", many: "дней", other: "дня"},
          backtest: "Ошибка метода на ваших данных (MAPE по неделям): ",
-         hits: "; факт попал в интервал 80 % в неделях: ",
+         hits: "; факт попал в интервал 80\u202f% в неделях: ",
          noBacktest: "Ошибку метода покажем после 8 недель истории.",
-         band: "Интервал 80 %",
+         band: "Интервал 80\u202f%",
+         rangeMissing: "Укажите обе даты: начало и конец периода.",
+         rangeOrder: "Дата окончания раньше даты начала ({from}). Выберите более позднюю дату.",
+         rangeLong: "Период не может быть длиннее 366 дней.",
          spendErrors: {month: "Укажите месяц в формате ГГГГ-ММ, например 2026-11.",
                        channel: "Неизвестный канал «{value}». Выберите из списка: {list}.",
                        amount: "Сумма должна быть числом не меньше 0."},
          edit: "Изменить", remove: "Удалить", cancel: "Отмена", saveRow: "Сохранить",
          deleted: "Удалено",
          windowOpen: "окно 3 мес. ещё не закрылось", noSpend: "расходы не внесены",
-         importDone: "История загружена", importLeft: "осталось примерно ",
-         sec: " с", saved: "Сохранено", coverage: "Полнота данных: ",
+         importDone: "Загружено из истории: {leads}, {deals}",
+         importRunning: "Загружено записей: {done} из {total}",
+         importStarting: "Загружаем историю из Битрикс24…",
+         importLeft: ", осталось около {time}",
+         importFailed: "Загрузка истории остановилась с ошибкой. Запустите её заново.",
+         leadForms: {one: "лид", few: "лида", many: "лидов", other: "лида"},
+         dealForms: {one: "сделка", few: "сделки", many: "сделок", other: "сделки"},
+         seconds: "{n} с", minutes: "{n} мин",
+         saved: "Сохранено", coverage: "Полнота данных: ",
          covTime: "время визита", covAmount: "сумма", covContact: "клиент",
          covChannel: "канал лида", feedNone: "ссылки нет"},
     en: {tags: {booking: "Booking", price: "Price", reschedule: "Reschedule", cancel: "Cancel",
@@ -45,29 +70,46 @@
          leads: "Leads", median: "Median, min", p90: "90th percentile, min",
          conversion: "Conversion", sla: "Within SLA", visited: "Visited", noShow: "No-shows",
          cancelled: "Cancelled", revenue: "Revenue", forecast: "Forecast",
-         low: "80 % low", high: "80 % high",
-         target: "target", of: "of", late: "late",
+         low: "80\u202f% low", high: "80\u202f% high",
+         target: "target", of: "of", lateOf: "{n} of them late",
+         amountKnown: "amount known for {share} of visits",
+         channels: {openline: "Open lines", site: "Website", email: "E-mail",
+                    phone: "Phone", ads: "Ads", referral: "Referrals", other: "Other"},
+         manager: "Manager #{id}", noManager: "No responsible user",
+         urgentCount: "Urgent: {n}", spamCount: "Spam: {n} (not counted as leads)",
+         reviewCount: "To check by hand: {n}",
          loadFailed: "Could not load the data: ",
-         missing: "The forecast appears after 4 weeks of history; days missing: ",
-         missingOf: " of ",
+         missing: "The forecast appears in {wait}: it needs {need} of history, there are {have}.",
+         waitForms: {one: "day", other: "days"},
+         dayForms: {one: "day", other: "days"},
          backtest: "Method error on your data (weekly MAPE): ",
-         hits: "; actual weeks inside the 80 % interval: ",
+         hits: "; actual weeks inside the 80\u202f% interval: ",
          noBacktest: "The method error is shown after 8 weeks of history.",
-         band: "80 % interval",
+         band: "80\u202f% interval",
+         rangeMissing: "Enter both dates: the start and the end of the range.",
+         rangeOrder: "The end date is before the start date ({from}). Pick a later date.",
+         rangeLong: "A range cannot be longer than 366 days.",
          spendErrors: {month: "Enter the month as YYYY-MM, for example 2026-11.",
                        channel: "Unknown channel \u201c{value}\u201d. Pick one from the list: {list}.",
                        amount: "The amount must be a number of 0 or more."},
          edit: "Edit", remove: "Delete", cancel: "Cancel", saveRow: "Save",
          deleted: "Deleted",
          windowOpen: "the 3-month window is still open", noSpend: "no spend entered",
-         importDone: "History loaded", importLeft: "about ",
-         sec: " s left", saved: "Saved", coverage: "Data coverage: ",
+         importDone: "Loaded from history: {leads}, {deals}",
+         importRunning: "Records loaded: {done} of {total}",
+         importStarting: "Loading the history from Bitrix24…",
+         importLeft: ", about {time} left",
+         importFailed: "The history import stopped with an error. Start it again.",
+         leadForms: {one: "lead", other: "leads"},
+         dealForms: {one: "deal", other: "deals"},
+         seconds: "{n} s", minutes: "{n} min",
+         saved: "Saved", coverage: "Data coverage: ",
          covTime: "visit time", covAmount: "amount", covContact: "client",
          covChannel: "lead channel", feedNone: "no link"}
   };
   var FORMULAS = {
     ru: {conversion: "Лиды периода (без спама), дошедшие до записи ÷ все лиды периода",
-         noShow: "Неявки ÷ (пришли + неявки) среди визитов, назначенных на период; цель < 10 %",
+         noShow: "Неявки ÷ (пришли + неявки) среди визитов, назначенных на период; цель < 10\u202f%",
          cancelled: "Отмены визитов периода; поздние — отменены позже, чем за N часов до визита",
          revenue: "Сумма сделок «пришёл» с визитом в периоде",
          avgCheck: "Выручка ÷ число визитов с суммой",
@@ -76,7 +118,7 @@
          cac: "Расходы на рекламу за месяцы периода ÷ новые клиенты (первый визит в периоде)",
          ltv: "Выручка за 12 месяцев до конца периода ÷ число клиентов с визитами за эти месяцы"},
     en: {conversion: "Period leads (spam excluded) that reached a booking ÷ all period leads",
-         noShow: "No-shows ÷ (visited + no-shows) of appointments due in the period; target < 10 %",
+         noShow: "No-shows ÷ (visited + no-shows) of appointments due in the period; target < 10\u202f%",
          cancelled: "Cancelled appointments of the period; late = cancelled less than N hours before",
          revenue: "Sum of visited deals with the appointment in the period",
          avgCheck: "Revenue ÷ visits with an amount",
@@ -88,13 +130,13 @@
   var EN_LABELS = {slaSettings: "SLA settings", reminderSettings: "Client reminders",
                    title: "First response to clients", period: "Period", day: "Today",
                    week: "7 days", month: "30 days", custom: "Custom", apply: "Show",
-                   leads: "Leads", median: "Median response, min", p90: "90% answered within, min",
+                   leads: "Leads", median: "Median response, min", p90: "90\u202f% answered within, min",
                    botMedian: "Bot: median, min",
                    answered: "Answered", within: "Within SLA", open: "Clocks running",
                    breached: "Overdue", perDay: "Leads per day", sla: "First response",
                    tagsTitle: "Client intents", responseTitle: "Response to clients",
                    funnelTitle: "Bookings, visits and money", conversion: "Lead-to-booking",
-                   noShow: "No-shows", cancelled: "Cancelled (late)", revenue: "Revenue",
+                   noShow: "No-shows", cancelled: "Cancellations", revenue: "Revenue",
                    avgCheck: "Average check", perEmployee: "Revenue per employee",
                    retention: "Return within 3 months", cac: "CAC", ltv: "LTV (12 months)",
                    channelsTitle: "Leads by channel", managersTitle: "Conversion and SLA by manager",
@@ -112,7 +154,8 @@
                    spendAmount: "Amount", spendAdd: "Add", spendEmpty: "No spend entered yet.",
                    feedTitle: "Spreadsheet link (IMPORTDATA)",
                    feedRotate: "New link", feedRevoke: "Revoke",
-                   tzNote: "Business time, time zone"};
+                   tzNote: "Business time, time zone", rangeFrom: "Range start",
+                   rangeTo: "Range end", adminNav: "Settings"};
   var T = TEXT[lang];
 
   if (lang === "en") {
@@ -120,22 +163,53 @@
       var key = el.getAttribute("data-i18n");
       if (EN_LABELS[key]) { el.textContent = EN_LABELS[key]; }
     });
+    document.querySelectorAll("[data-i18n-aria]").forEach(function (el) {
+      var key = el.getAttribute("data-i18n-aria");
+      if (EN_LABELS[key]) { el.setAttribute("aria-label", EN_LABELS[key]); }
+    });
   }
   document.querySelectorAll("[data-formula]").forEach(function (el) {
     el.title = FORMULAS[lang][el.getAttribute("data-formula")] || "";
   });
 
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, function (match, name) {
+      return values[name] === undefined ? match : values[name];
+    });
+  }
+
+  function number(value) {
+    return value === null || value === undefined ? "—" : numberFormat.format(value);
+  }
+
+  // A share 0..1 as a percentage with at most one decimal: "33,3 %" in Russian.
   function percent(value) {
-    return value === null || value === undefined ? "—" : Math.round(value * 1000) / 10 + " %";
+    return value === null || value === undefined ? "—" :
+      numberFormat.format(Math.round(value * 1000) / 10) + PERCENT_SIGN;
   }
 
   function money(value) {
-    return value === null || value === undefined ? "—" :
-      Math.round(value).toLocaleString(lang === "en" ? "en-US" : "ru-RU");
+    return value === null || value === undefined ? "—" : moneyFormat.format(value);
+  }
+
+  function counted(count, forms) {
+    return numberFormat.format(count) + " " + (forms[pluralRules.select(count)] || forms.other);
+  }
+
+  // "2026-11-28" as a short local date ("28 нояб.", "Nov 28"), read as a
+  // calendar day so the browser's time zone cannot shift it.
+  function day(iso) {
+    var parts = iso.split("-").map(Number);
+    return dayFormat.format(new Date(parts[0], parts[1] - 1, parts[2]));
+  }
+
+  function channelName(code) {
+    return T.channels[code] || code;
   }
 
   function show(id, value) {
-    document.getElementById(id).textContent = value === null || value === undefined ? "—" : value;
+    var text = typeof value === "number" ? number(value) : value;
+    document.getElementById(id).textContent = text === null || text === undefined ? "—" : text;
   }
 
   function light(cardId, status) {
@@ -147,12 +221,19 @@
 
   function draw(id, config) {
     if (charts[id]) { charts[id].destroy(); }
-    config.options = Object.assign({animation: false, maintainAspectRatio: true}, config.options || {});
+    config.options = Object.assign({animation: false, maintainAspectRatio: true, locale: locale},
+                                   config.options || {});
     charts[id] = new Chart(document.getElementById(id), config);
   }
 
   function bars(id, labels, datasets, options) {
     draw(id, {type: "bar", data: {labels: labels, datasets: datasets}, options: options || {}});
+  }
+
+  // Options of a chart of whole counts: integer ticks and no legend.
+  function countOptions(extra) {
+    return Object.assign({plugins: {legend: {display: false}},
+                          scales: {y: {beginAtZero: true, ticks: {precision: 0}}}}, extra || {});
   }
 
   function api(path, options) {
@@ -193,18 +274,36 @@
     light("card-answered", data.status ? data.status.answered_share : "none");
     light("card-median", data.status ? data.status.first_response_median : "none");
 
-    bars("chart-leads", data.leads_per_day.map(function (d) { return d.date.slice(5); }),
+    bars("chart-leads", data.leads_per_day.map(function (d) { return day(d.date); }),
          [{label: T.leads, data: data.leads_per_day.map(function (d) { return d.leads; }),
-           backgroundColor: "#2fc6f6"}], {plugins: {legend: {display: false}}});
+           backgroundColor: "#2fc6f6"}], countOptions());
     bars("chart-sla", [T.median, T.p90],
          [{data: [data.first_response_minutes.median, data.first_response_minutes.p90],
            backgroundColor: ["#9dcf00", "#ffa900"]}], {plugins: {legend: {display: false}}});
-    var tagNames = Object.keys(data.tags);
+    // The chart shows intents only. The urgent and spam flags and the
+    // "check by hand" mark are counts of their own under it.
+    var intents = Object.keys(data.tags).filter(function (t) { return FLAGS.indexOf(t) === -1; });
     draw("chart-tags", {
       type: "doughnut",
-      data: {labels: tagNames.map(function (t) { return T.tags[t] || t; }),
-             datasets: [{data: tagNames.map(function (t) { return data.tags[t]; })}]}
+      data: {labels: intents.map(function (t) { return T.tags[t] || t; }),
+             datasets: [{data: intents.map(function (t) { return data.tags[t]; })}]}
     });
+    var flags = [fill(T.urgentCount, {n: number(data.urgent || 0)}),
+                 fill(T.spamCount, {n: number(data.spam || 0)})];
+    if (data.tags.review) { flags.push(fill(T.reviewCount, {n: number(data.tags.review)})); }
+    show("tags-flags", flags.join(" · "));
+  }
+
+  var FLAGS = ["urgent", "spam", "review"];
+
+  function managerName(key, names) {
+    if (key === "none") { return T.noManager; }
+    return (names && names[key]) || fill(T.manager, {id: key});
+  }
+
+  function percentAxis() {
+    return {beginAtZero: true,
+            ticks: {callback: function (value) { return numberFormat.format(value) + PERCENT_SIGN; }}};
   }
 
   function renderFunnel(data) {
@@ -214,12 +313,14 @@
     show("conversion-target", conv.target === null ? "" : T.target + " " + percent(conv.target));
     light("card-conversion", data.status.conversion);
     show("no-show", percent(visits.no_show_rate));
-    show("no-show-detail", visits.no_show + " " + T.of + " " + (visits.visited + visits.no_show));
+    show("no-show-detail", number(visits.no_show) + " " + T.of + " " +
+         number(visits.visited + visits.no_show));
     light("card-noshow", data.status.no_show_rate);
-    show("cancelled", visits.cancelled + " (" + visits.late_cancelled + " " + T.late + ")");
+    show("cancelled", visits.cancelled);
+    show("cancelled-detail", visits.cancelled ? fill(T.lateOf, {n: number(visits.late_cancelled)}) : "");
     show("revenue", money(visits.revenue));
     show("revenue-coverage", visits.amount_coverage === null ? "" :
-         percent(visits.amount_coverage) + " " + T.covAmount);
+         fill(T.amountKnown, {share: percent(visits.amount_coverage)}));
     show("avg-check", money(visits.average_check));
     show("per-employee", money(visits.revenue_per_employee));
     show("retention", percent(ret.rate));
@@ -234,23 +335,28 @@
       T.covContact + " " + percent(cov.contact),
       T.covChannel + " " + percent(cov.lead_channel)].join(", "));
 
-    bars("chart-channels", data.by_channel.map(function (r) { return r.key; }),
+    bars("chart-channels", data.by_channel.map(function (r) { return channelName(r.key); }),
          [{label: T.leads, data: data.by_channel.map(function (r) { return r.leads; }),
-           backgroundColor: "#2fc6f6"}], {plugins: {legend: {display: false}}});
+           backgroundColor: "#2fc6f6"}], countOptions());
     var managers = conv.by_manager.map(function (r) { return r.key; });
+    var names = data.names ? data.names.managers : {};
     var slaByManager = {};
     data.by_manager.forEach(function (r) { slaByManager[r.key] = r.within_sla_share; });
-    bars("chart-managers", managers, [
+    bars("chart-managers", managers.map(function (k) { return managerName(k, names); }), [
       {label: T.conversion, data: conv.by_manager.map(function (r) { return r.rate === null ? 0 : r.rate * 100; }),
        backgroundColor: "#9dcf00"},
       {label: T.sla, data: managers.map(function (k) { var v = slaByManager[k]; return v === undefined || v === null ? 0 : v * 100; }),
-       backgroundColor: "#ffa900"}]);
-    var days = data.deals_per_day.map(function (d) { return d.date.slice(5); });
+       backgroundColor: "#ffa900"}],
+      {scales: {y: percentAxis()},
+       plugins: {tooltip: {callbacks: {label: function (item) {
+         return item.dataset.label + ": " + numberFormat.format(item.parsed.y) + PERCENT_SIGN;
+       }}}}});
+    var days = data.deals_per_day.map(function (d) { return day(d.date); });
     bars("chart-visits", days, [
       {label: T.visited, data: data.deals_per_day.map(function (d) { return d.visited; }), backgroundColor: "#7bd500"},
       {label: T.noShow, data: data.deals_per_day.map(function (d) { return d.no_show; }), backgroundColor: "#ff5752"},
       {label: T.cancelled, data: data.deals_per_day.map(function (d) { return d.cancelled; }), backgroundColor: "#c2c6ca"}],
-      {scales: {x: {stacked: true}, y: {stacked: true}}});
+      {scales: {x: {stacked: true}, y: {stacked: true, ticks: {precision: 0}}}});
     bars("chart-revenue", days,
          [{label: T.revenue, data: data.deals_per_day.map(function (d) { return d.revenue; }),
            backgroundColor: "#39a8ef"}], {plugins: {legend: {display: false}}});
@@ -266,7 +372,7 @@
     var weeks = series.weeks;
     draw(id, {
       type: "line",
-      data: {labels: weeks.map(function (w) { return w.from.slice(5); }),
+      data: {labels: weeks.map(function (w) { return day(w.from); }),
              datasets: [
                {label: T.low, data: weeks.map(function (w) { return w.low; }),
                 borderColor: "#c2c6ca", borderDash: [4, 4], pointRadius: 0, fill: false},
@@ -292,7 +398,10 @@
       var note = document.getElementById(part.note);
       var canvas = document.getElementById(part.canvas);
       if (!result.available) {
-        note.textContent = T.missing + result.missing_days + T.missingOf + (result.history_days + result.missing_days);
+        note.textContent = fill(T.missing, {
+          wait: counted(result.missing_days, T.waitForms),
+          need: counted(result.history_days + result.missing_days, T.dayForms),
+          have: number(result.history_days)});
         canvas.hidden = true;
         return;
       }
@@ -303,19 +412,50 @@
     root.dataset.forecast = result.available ? "shown" : "hidden";
   }
 
+  function rowsOf(progress, entity) {
+    var found = (progress.entities || []).filter(function (e) { return e.entity === entity; });
+    return found.length ? found[0].rows_done : 0;
+  }
+
+  function duration(seconds) {
+    return seconds < 60 ? fill(T.seconds, {n: Math.max(1, Math.ceil(seconds))}) :
+      fill(T.minutes, {n: number(Math.ceil(seconds / 60))});
+  }
+
+  // Entities whose row count the import has not read yet.
+  function countsPending(progress) {
+    return (progress.entities || []).some(function (e) {
+      return e.rows_total === null && e.status !== "done";
+    });
+  }
+
+  // The line shows what was loaded in words: leads and deals when done, the
+  // records read so far while running. With nothing to read it stays hidden.
+  function importText(progress) {
+    if (progress.status === "failed") { return T.importFailed; }
+    if (progress.status === "running" && !progress.rows_total) { return T.importStarting; }
+    if (progress.status === "done") {
+      return fill(T.importDone, {leads: counted(rowsOf(progress, "leads"), T.leadForms),
+                                 deals: counted(rowsOf(progress, "deals"), T.dealForms)});
+    }
+    var text = fill(T.importRunning, {done: number(progress.rows_done),
+                                      total: number(progress.rows_total)});
+    if (progress.eta_seconds !== null && progress.eta_seconds !== undefined &&
+        progress.rows_done < progress.rows_total) {
+      text += fill(T.importLeft, {time: duration(progress.eta_seconds)});
+    }
+    return text;
+  }
+
   function renderImport(progress) {
     var box = document.getElementById("import");
-    if (progress.status === "not_started") { box.hidden = true; return; }
-    box.hidden = false;
-    document.getElementById("import-bar").value = progress.share || 0;
-    var text = progress.rows_done + " / " + progress.rows_total;
-    if (progress.status === "done") {
-      text = T.importDone + ": " + progress.rows_done;
-    } else if (progress.eta_seconds !== null) {
-      text += ", " + T.importLeft + Math.ceil(progress.eta_seconds) + T.sec;
-    }
-    document.getElementById("import-text").textContent = text;
+    var empty = !progress.rows_total && !progress.rows_done && !countsPending(progress);
     root.dataset.import = progress.status;
+    box.hidden = progress.status === "not_started" || (empty && progress.status !== "failed");
+    document.getElementById("import-bar").value = progress.share || 0;
+    document.getElementById("import-bar").hidden =
+      progress.status !== "running" || !progress.rows_total;
+    document.getElementById("import-text").textContent = box.hidden ? "" : importText(progress);
     clearTimeout(importTimer);
     if (progress.status === "running") {
       importTimer = setTimeout(loadImport, 5000);
@@ -326,12 +466,44 @@
     api("/kpi/import").then(renderImport).catch(fail);
   }
 
+  function rangeError(message, field) {
+    var box = document.getElementById("range-error");
+    ["from", "to"].forEach(function (id) {
+      var input = document.getElementById(id);
+      if (id === field || (field === "both" && !input.value)) {
+        input.setAttribute("aria-invalid", "true");
+      } else {
+        input.removeAttribute("aria-invalid");
+      }
+    });
+    box.textContent = message || "";
+    box.hidden = !message;
+  }
+
+  // Checks the custom range before asking the API: both dates given, the end
+  // not before the start, at most 366 days (the API's own limit).
+  function customQuery() {
+    var from = document.getElementById("from").value, to = document.getElementById("to").value;
+    if (!from || !to) {
+      rangeError(T.rangeMissing, "both");
+      return null;
+    }
+    if (to < from) {
+      rangeError(fill(T.rangeOrder, {from: day(from)}), "to");
+      return null;
+    }
+    var spanDays = (Date.parse(to) - Date.parse(from)) / 86400000;
+    if (spanDays >= 366) {
+      rangeError(T.rangeLong, "to");
+      return null;
+    }
+    rangeError("", null);
+    return "from=" + from + "&to=" + to;
+  }
+
   function query() {
     var period = document.getElementById("period").value;
-    if (period === "custom") {
-      var from = document.getElementById("from").value, to = document.getElementById("to").value;
-      return from && to ? "from=" + from + "&to=" + to : null;
-    }
+    if (period === "custom") { return customQuery(); }
     return "period=" + encodeURIComponent(period);
   }
 
@@ -344,7 +516,13 @@
       renderResponse(data);
       renderFunnel(data);
       root.dataset.loaded = "true";
-    }).catch(fail);
+    }).catch(function (err) {
+      if (err.field === "from" || err.field === "to") {
+        rangeError(err.message, err.field);
+      } else {
+        fail(err);
+      }
+    });
   }
 
   function download(format) {
@@ -448,6 +626,7 @@
     spendChannels.forEach(function (name) {
       var option = document.createElement("option");
       option.value = name;
+      if (T.channels[name]) { option.label = T.channels[name]; }
       list.appendChild(option);
     });
     var tbody = document.querySelector("#spend-table tbody");
@@ -456,7 +635,7 @@
       var row = document.createElement("tr");
       row.dataset.month = item.month;
       row.dataset.channel = item.channel;
-      [item.month, item.channel, money(item.amount)].forEach(function (text, index) {
+      [item.month, channelName(item.channel), money(item.amount)].forEach(function (text, index) {
         var cell = document.createElement("td");
         cell.textContent = text;
         if (index === 2) { cell.className = "amount"; }
@@ -543,9 +722,15 @@
   document.getElementById("period").addEventListener("change", function () {
     var custom = document.getElementById("period").value === "custom";
     document.getElementById("custom-range").hidden = !custom;
-    if (!custom) { load(); }
+    if (!custom) {
+      rangeError("", null);
+      load();
+    }
   });
   document.getElementById("apply-range").addEventListener("click", load);
+  document.getElementById("from").addEventListener("change", function () {
+    document.getElementById("to").min = document.getElementById("from").value;
+  });
   document.getElementById("download-csv").addEventListener("click", function () { download("csv"); });
   document.getElementById("download-xlsx").addEventListener("click", function () { download("xlsx"); });
   document.getElementById("import-start").addEventListener("click", function () {

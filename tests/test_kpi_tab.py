@@ -83,15 +83,22 @@ def test_kpi_api_requires_token(emulator, installed, app_server):
 
 
 @pytest.mark.parametrize(
-    "query, message",
+    "query, field, message",
     [
-        ("period=year", "period must be one of"),
-        ("from=2026-13-01&to=2026-12-01", "YYYY-MM-DD"),
-        ("from=2026-12-02&to=2026-12-01", "must not be before"),
-        ("from=2020-01-01&to=2026-01-01", "at most"),
+        ("period=year", "period", "Параметр period: неизвестное значение «year»"),
+        ("from=2026-13-01&to=2026-12-01", "from", "Параметр from: укажите дату"),
+        ("from=2026-12-01", "to", "Параметр to: укажите дату как ГГГГ-ММ-ДД"),
+        (
+            "from=2026-12-02&to=2026-12-01",
+            "to",
+            "Параметр to: дата окончания 2026-12-01 раньше даты начала 2026-12-02",
+        ),
+        ("from=2020-01-01&to=2026-01-01", "to", "период длиннее 366 дней"),
     ],
 )
-def test_kpi_api_rejects_bad_periods(emulator, installed, app_server, query, message):
+def test_kpi_api_rejects_bad_periods(
+    emulator, installed, app_server, query, field, message
+):
     token = _token(
         emulator.portal.open_placement("CRM_ANALYTICS_MENU", user_id=MANAGER)
     )
@@ -103,7 +110,61 @@ def test_kpi_api_rejects_bad_periods(emulator, installed, app_server, query, mes
     )
 
     assert response.status_code == 400
+    assert response.json()["field"] == field
     assert message in response.json()["error"]
+
+
+def test_kpi_api_period_error_english(services, installed, app_server):
+    from b24app.placement_auth import Viewer, sign_api_token
+
+    viewer = Viewer(
+        portal_id=installed.id,
+        member_id=installed.member_id,
+        user_id=MANAGER,
+        is_admin=False,
+        language="en",
+    )
+
+    response = requests.get(
+        f"{app_server.url}/api/v1/kpi?from=2026-12-02&to=2026-12-01",
+        headers={"Authorization": f"Bearer {sign_api_token(services, viewer)}"},
+        timeout=10,
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("Parameter to: the end date")
+
+
+def test_kpi_page_from_settings_token(emulator, installed, app_server):
+    token = _token(
+        emulator.portal.open_placement("CRM_ANALYTICS_MENU", user_id=MANAGER)
+    )
+
+    back = requests.post(f"{app_server.url}/kpi", data={"token": token}, timeout=10)
+    forged = requests.post(
+        f"{app_server.url}/kpi", data={"token": token[:-2] + "xx"}, timeout=10
+    )
+    missing = requests.post(f"{app_server.url}/kpi", timeout=10)
+
+    assert back.status_code == 200
+    assert f'data-api-token="{token}"' in back.text
+    policy = back.headers["Content-Security-Policy"]
+    assert policy == f"frame-ancestors https://{emulator.domain}"
+    assert forged.status_code == 401
+    assert missing.status_code == 401
+
+
+def test_reminders_page_links_back(emulator, installed, app_server):
+    owner_page = emulator.portal.open_placement("CRM_ANALYTICS_MENU", user_id=1)
+    token = _token(owner_page)
+
+    page = requests.post(
+        f"{app_server.url}/reminders", data={"token": token}, timeout=10
+    )
+
+    assert page.status_code == 200
+    assert 'action="/kpi"' in page.text
+    assert "← К показателям" in page.text
 
 
 def test_percentile_nearest_rank():

@@ -73,38 +73,215 @@ def tables(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
+# Column and field titles of the XLSX download, per dotted-key part: the key
+# "appointments.no_show_rate" reads "Визиты · Доля неявок". Parts not listed
+# keep their machine name. The CSV download and the feed keep the machine
+# keys, which spreadsheet formulas refer to (see docs/kpi.md).
+TITLES: dict[str, dict[str, str]] = {
+    "ru": {
+        "field": "Показатель",
+        "value": "Значение",
+        "key": "Ключ",
+        "kind": "Вид отчёта",
+        "period": "Период",
+        "from": "с",
+        "to": "по",
+        "timezone": "часовой пояс",
+        "date": "Дата",
+        "month": "Месяц",
+        "leads_total": "Лиды без спама",
+        "leads": "Лиды",
+        "spam": "Спам",
+        "urgent": "Срочные",
+        "leads_per_day": "Лиды по дням",
+        "first_response_minutes": "Первый ответ менеджера, мин",
+        "bot_response_minutes": "Ответ бота, мин",
+        "median": "медиана",
+        "p90": "90-й процентиль",
+        "count": "число",
+        "answered_share": "Доля отвеченных",
+        "answered_target": "Цель по отвеченным",
+        "within_sla_share": "Доля в срок SLA",
+        "open_clocks": "Часы идут",
+        "breached_clocks": "Просрочено",
+        "sla_breaches": "Нарушения SLA",
+        "escalation_tasks": "Задачи руководителю",
+        "tags": "Намерения",
+        "booking": "запись",
+        "price": "цена",
+        "reschedule": "перенос",
+        "cancel": "отмена",
+        "complaint": "жалоба",
+        "question": "вопрос",
+        "review": "проверить",
+        "booked": "Записались",
+        "bookings": "Записи",
+        "by_channel": "По каналам",
+        "by_manager": "По менеджерам",
+        "leads_by_channel": "Лиды по каналам",
+        "conversion_by_manager": "Конверсия по менеджерам",
+        "sla_by_manager": "SLA по менеджерам",
+        "conversion": "Конверсия в запись",
+        "rate": "доля",
+        "target": "цель",
+        "segment": "тип бизнеса",
+        "appointments": "Визиты",
+        "appointments_due": "Визитов назначено",
+        "due": "назначено",
+        "visited": "Пришли",
+        "no_show": "Не пришли",
+        "no_show_rate": "Доля неявок",
+        "no_show_target": "цель по неявкам",
+        "cancelled": "Отменили",
+        "late_cancelled": "Отменили поздно",
+        "cancel_rate": "доля отмен",
+        "pending": "ещё не прошли",
+        "revenue": "Выручка",
+        "revenue_12m": "Выручка за 12 мес.",
+        "average_check": "Средний чек",
+        "revenue_per_employee": "Выручка на сотрудника",
+        "employees": "сотрудники",
+        "amount_coverage": "Визиты с суммой",
+        "contact_coverage": "Визиты с клиентом",
+        "deals": "сделки",
+        "retention": "Возврат за 3 мес.",
+        "retention_3m": "Возврат за 3 мес.",
+        "retention_window_complete": "Окно возврата закрыто",
+        "clients": "клиенты",
+        "clients_12m": "клиенты за 12 мес.",
+        "returned": "вернулись",
+        "window_days": "окно, дней",
+        "window_complete": "окно закрыто",
+        "acquisition": "Привлечение",
+        "new_clients": "Новые клиенты",
+        "new_by_channel": "новые по каналам",
+        "spend": "Расходы на рекламу",
+        "spend_entered": "расходы внесены",
+        "months": "месяцы",
+        "cac": "CAC",
+        "ltv_12m": "LTV за 12 мес.",
+        "ltv_to_cac": "LTV ÷ CAC",
+        "coverage": "Полнота данных",
+        "appointment_time": "время визита",
+        "amount": "сумма",
+        "contact": "клиент",
+        "lead_link": "связь с лидом",
+        "lead_channel": "канал лида",
+        "amount_of_visits": "сумма у визитов",
+        "contact_of_visits": "клиент у визитов",
+        "deals_per_day": "Сделки по дням",
+        "status": "Светофор",
+        "targets": "Цели",
+        "units": "Единицы",
+        "times": "время",
+        "shares": "доли",
+        "money": "деньги",
+        "median_minutes": "медиана ответа, мин",
+        "breached": "просрочено",
+        "first_response_median": "Медиана первого ответа, мин",
+        "capacity": "Мест в день",
+        "free_slots": "Свободные места",
+        "free_slots_source": "источник свободных мест",
+    },
+    "en": {
+        "field": "Field",
+        "value": "Value",
+        "key": "Key",
+        "date": "Date",
+        "month": "Month",
+        "leads_total": "Leads without spam",
+        "leads": "Leads",
+        "first_response_minutes": "Manager's first response, min",
+        "bot_response_minutes": "Bot response, min",
+        "answered_share": "Answered share",
+        "within_sla_share": "Within SLA share",
+        "conversion": "Lead-to-booking",
+        "appointments": "Appointments",
+        "visited": "Visited",
+        "no_show": "No-shows",
+        "no_show_rate": "No-show rate",
+        "cancelled": "Cancelled",
+        "late_cancelled": "Cancelled late",
+        "revenue": "Revenue",
+        "average_check": "Average check",
+        "revenue_per_employee": "Revenue per employee",
+        "retention": "Return within 3 months",
+        "acquisition": "Acquisition",
+        "new_clients": "New clients",
+        "spend": "Ad spend",
+        "ltv_12m": "LTV (12 months)",
+        "coverage": "Data coverage",
+        "deals_per_day": "Deals per day",
+        "bookings": "Bookings",
+    },
+}
+
+
+def title(key: str, lang: str = "ru") -> str:
+    """Return the readable title of a dotted report key in ``lang``."""
+    words = TITLES["en" if lang == "en" else "ru"]
+    return " · ".join(words.get(part, part) for part in key.split("."))
+
+
+def csv_value(value: Any) -> Any:
+    """Write booleans as ``true``/``false`` and ``None`` as an empty cell."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
 def to_csv(report: dict[str, Any]) -> str:
-    """Write the report's scalar fields as ``name,value`` lines, then each table."""
+    """Write the report's scalar fields as ``name,value`` lines, then each table.
+
+    Names and column headers are the machine keys of the JSON report.
+    """
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["field", "value"])
-    writer.writerows(flatten(report))
+    writer.writerows([(name, csv_value(value)) for name, value in flatten(report)])
     for name, rows in tables(report).items():
         writer.writerow([])
         writer.writerow([name])
         columns = list(rows[0])
         writer.writerow(columns)
-        writer.writerows([[row.get(c) for c in columns] for row in rows])
+        writer.writerows([[csv_value(row.get(c)) for c in columns] for row in rows])
     return out.getvalue()
 
 
-def to_xlsx(report: dict[str, Any]) -> bytes:
-    """Build a workbook: a "summary" sheet of scalar fields, one sheet per table."""
+def to_xlsx(report: dict[str, Any], lang: str = "ru") -> bytes:
+    """Build a workbook: a summary sheet of scalar fields, one sheet per table.
+
+    Headers, field names and sheet names are readable titles in ``lang``
+    (Russian unless ``en``). The summary sheet keeps the machine key in
+    its third column.
+    """
     book = Workbook()
     sheet = book.active
-    sheet.title = "summary"
-    sheet.append(["field", "value"])
+    sheet.title = "Summary" if lang == "en" else "Сводка"
+    sheet.append([title("field", lang), title("value", lang), title("key", lang)])
     for name, value in flatten(report):
-        sheet.append([name, value])
+        sheet.append([title(name, lang), _cell(value), name])
+    used = {sheet.title}
     for name, rows in tables(report).items():
-        table = book.create_sheet(name.replace("/", "_")[:31])
+        table = book.create_sheet(_sheet_name(title(name, lang), used))
         columns = list(rows[0])
-        table.append(columns)
+        table.append([title(c, lang) for c in columns])
         for row in rows:
             table.append([_cell(row.get(c)) for c in columns])
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def _sheet_name(name: str, used: set[str]) -> str:
+    """Fit a sheet name to Excel: at most 31 characters, unique, no [ ] : * ? / \\."""
+    clean = "".join(" " if ch in "[]:*?/\\" else ch for ch in name)[:31]
+    candidate, number = clean, 2
+    while candidate in used:
+        suffix = f" ({number})"
+        candidate, number = clean[: 31 - len(suffix)] + suffix, number + 1
+    used.add(candidate)
+    return candidate
 
 
 def _cell(value: Any) -> Any:
@@ -117,7 +294,7 @@ def rows_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
-    writer.writerows([[row.get(c) for c in columns] for row in rows])
+    writer.writerows([[csv_value(row.get(c)) for c in columns] for row in rows])
     return out.getvalue()
 
 

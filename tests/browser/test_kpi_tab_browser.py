@@ -43,7 +43,7 @@ def test_kpi_tab_renders_charts_in_portal_iframe(page, emulator, tagged_leads):
     frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
 
     assert frame.locator("#leads-total").inner_text() == str(len(tagged_leads))
-    assert frame.locator("#answered").inner_text() == "25 %"
+    assert frame.locator("#answered").inner_text() == "25\u202f%"
     for canvas in ("#chart-leads", "#chart-sla", "#chart-tags"):
         box = frame.locator(canvas).bounding_box()
         assert box is not None and box["width"] > 100 and box["height"] > 50
@@ -117,8 +117,8 @@ def test_kpi_tab_custom_range_shows_funnel(page, emulator, november_data):
         frame.locator("#apply-range").click()
 
     assert info.value.status == 200
-    frame.locator("#conversion", has_text="60 %").wait_for(timeout=5000)
-    assert frame.locator("#no-show").inner_text() == "25 %"
+    frame.locator("#conversion", has_text="60\u202f%").wait_for(timeout=5000)
+    assert frame.locator("#no-show").inner_text() == "25\u202f%"
     assert "bad" in frame.locator("#card-noshow").get_attribute("class")
     assert "÷" in frame.locator("#card-conversion").get_attribute("title")
     for canvas in (
@@ -129,6 +129,85 @@ def test_kpi_tab_custom_range_shows_funnel(page, emulator, november_data):
     ):
         box = frame.locator(canvas).bounding_box()
         assert box is not None and box["width"] > 100
+    assert page.console_errors == []
+
+
+def _chart(frame, canvas: str, expression: str):
+    return frame.locator(canvas).evaluate(
+        f"c => {{ const chart = Chart.getChart(c); return {expression}; }}"
+    )
+
+
+@pytest.mark.browser
+def test_kpi_tab_labels_and_formats(page, emulator, november_data):
+    page.goto(f"{emulator.base_url}/_emulator/ui/placement/CRM_ANALYTICS_MENU")
+    frame = page.frame_locator("#app-frame")
+    frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+    frame.locator("#period").select_option("custom")
+    frame.locator("#from").fill("2026-11-01")
+    frame.locator("#to").fill("2026-11-30")
+    frame.locator("#apply-range").click()
+    frame.locator("#conversion", has_text="60\u202f%").wait_for(timeout=5000)
+
+    channels = _chart(frame, "#chart-channels", "chart.data.labels")
+    managers = _chart(frame, "#chart-managers", "chart.data.labels")
+    days = _chart(frame, "#chart-visits", "chart.data.labels")
+    assert "Сайт" in channels
+    assert "Телефон" in channels
+    assert "site" not in channels
+    assert "Дмитрий Ковалёв" in managers
+    assert "4" not in managers
+    assert days[0] == "1 нояб."
+    assert days[-1] == "30 нояб."
+    # Axis ticks follow the Russian locale: the percent axis carries " %".
+    ticks = _chart(frame, "#chart-managers", "chart.scales.y.ticks.map(t => t.label)")
+    assert all(label.endswith("\u202f%") for label in ticks)
+    assert _chart(frame, "#chart-managers", "chart.options.locale") == "ru-RU"
+
+    assert frame.locator("#cancelled").inner_text() == "2"
+    assert frame.locator("#cancelled-detail").inner_text() == "из них поздних 1"
+    assert frame.locator("#revenue").inner_text().replace("\u00a0", " ") == "4 000"
+    coverage = frame.locator("#revenue-coverage").inner_text()
+    assert coverage == "сумма есть у 66,7\u202f% визитов"
+
+    intents = _chart(frame, "#chart-tags", "chart.data.labels")
+    assert "Спам" not in intents
+    assert "Срочно" not in intents
+    flags = frame.locator("#tags-flags").inner_text()
+    assert "Срочных: " in flags
+    assert "Спам: 1 (не входит в число лидов)" in flags
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_kpi_tab_range_checked_before_request(page, emulator, installed):
+    page.goto(f"{emulator.base_url}/_emulator/ui/placement/CRM_ANALYTICS_MENU")
+    frame = page.frame_locator("#app-frame")
+    frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+    requests = []
+    page.on("request", lambda r: "from=" in r.url and requests.append(r.url))
+
+    frame.locator("#period").select_option("custom")
+    frame.locator("#from").fill("2026-11-30")
+    frame.locator("#to").fill("2026-11-01")
+    frame.locator("#apply-range").click()
+    error = frame.locator("#range-error")
+    error.wait_for(state="visible", timeout=5000)
+
+    assert error.inner_text() == (
+        "Дата окончания раньше даты начала (30 нояб.). Выберите более позднюю дату."
+    )
+    assert frame.locator("#to").get_attribute("aria-invalid") == "true"
+    assert frame.locator("#from").get_attribute("aria-invalid") is None
+    assert frame.locator("#error").is_hidden()
+    assert requests == []
+
+    frame.locator("#to").fill("2026-12-01")
+    with page.expect_response(lambda r: "from=2026-11-30&to=2026-12-01" in r.url):
+        frame.locator("#apply-range").click()
+
+    assert error.is_hidden()
+    assert frame.locator("#to").get_attribute("aria-invalid") is None
     assert page.console_errors == []
 
 
@@ -146,7 +225,8 @@ def test_kpi_tab_forecast_hidden_and_import_progress(
     frame.locator("#kpi[data-forecast='hidden']").wait_for(timeout=15000)
     frame.locator("#kpi[data-import='running']").wait_for(timeout=15000)
 
-    assert "28" in frame.locator("#forecast-note").inner_text()
+    note = frame.locator("#forecast-note").inner_text()
+    assert note.startswith("Прогноз появится через 28 дн.: нужно 28 дней истории")
     assert frame.locator("#import").is_visible()
     assert frame.locator("#admin").is_visible()
     assert page.console_errors == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -57,8 +58,8 @@ def test_revenue_forecast_chart_and_period(page, emulator, hundred_days):
         assert box["width"] > 100
         assert box["height"] > 50
     assert _labels(frame, "#chart-forecast-revenue") == [
-        "Нижняя граница 80 %",
-        "Интервал 80 %",
+        "Нижняя граница 80\u202f%",
+        "Интервал 80\u202f%",
         "Прогноз",
     ]
     band_fill = frame.locator("#chart-forecast-revenue").evaluate(
@@ -73,7 +74,7 @@ def test_revenue_forecast_chart_and_period(page, emulator, hundred_days):
     for note in ("#forecast-note", "#forecast-revenue-note"):
         text = frame.locator(note).inner_text()
         assert "MAPE" in text
-        assert "интервал 80 %" in text
+        assert "интервал 80\u202f%" in text
 
     # The period picker still reloads the KPIs after the forecast is drawn.
     with page.expect_response(lambda r: "/api/v1/kpi?period=month" in r.url) as info:
@@ -90,9 +91,127 @@ def test_forecast_notes_missing_history(page, emulator, installed):
     frame.locator("#kpi[data-forecast='hidden']").wait_for(timeout=15000)
 
     for note in ("#forecast-note", "#forecast-revenue-note"):
-        assert "не хватает дней — 28 из 28" in frame.locator(note).inner_text()
+        assert frame.locator(note).inner_text() == (
+            "Прогноз появится через 28 дн.: нужно 28 дней истории, есть 0."
+        )
     assert frame.locator("#chart-forecast-revenue").is_hidden()
     assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_import_line_in_words(page, emulator, services, installed):
+    from b24app.kpi import history
+
+    # Before the first request the totals are unknown, so no "0 of 0".
+    history.start_import(services, installed)
+    frame = _open_tab(page, emulator)
+    frame.locator("#kpi[data-import='running']").wait_for(timeout=15000)
+    text = frame.locator("#import-text").inner_text()
+    assert text == "Загружаем историю из Битрикс24…"
+    assert frame.locator("#import-bar").is_hidden()
+
+    history.run_import(services, installed)
+    frame = _open_tab(page, emulator)
+    frame.locator("#kpi[data-import='done']").wait_for(timeout=15000)
+
+    text = frame.locator("#import-text").inner_text()
+    assert text.startswith("Загружено из истории: ")
+    assert re.fullmatch(
+        r"Загружено из истории: \d+ лид(а|ов)?, \d+ сдел(ка|ки|ок)", text
+    )
+    assert frame.locator("#import-bar").is_hidden()
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_import_line_hidden_when_empty(page, emulator, services, installed):
+    from sqlalchemy import update
+
+    from b24app.kpi import history
+    from b24app.kpi.models import KpiImport
+
+    history.start_import(services, installed)
+    with services.db.session() as session:
+        session.execute(
+            update(KpiImport)
+            .where(KpiImport.portal_id == installed.id)
+            .values(status="done", rows_total=0, rows_done=0)
+        )
+
+    frame = _open_tab(page, emulator)
+    frame.locator("#kpi[data-import='done']").wait_for(timeout=15000)
+
+    assert frame.locator("#import").is_hidden()
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_admin_toolbar_and_way_back(page, emulator, installed):
+    frame = _open_tab(page, emulator)
+    buttons = frame.locator("nav.admin-links button")
+    buttons.first.wait_for(timeout=5000)
+    first, second = buttons.nth(0).bounding_box(), buttons.nth(1).bounding_box()
+
+    # The two buttons sit side by side on one line.
+    assert abs(first["y"] - second["y"]) < 2
+    assert second["x"] > first["x"] + first["width"]
+
+    frame.locator("nav.admin-links button", has_text="Напоминания клиентам").click()
+    frame.locator("#reminders").wait_for(timeout=15000)
+    frame.locator("form.back-link button", has_text="← К показателям").click()
+    frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+
+    frame.locator("nav.admin-links button", has_text="Настройки SLA").click()
+    frame.locator("#settings").wait_for(timeout=15000)
+    frame.locator("form.back-link button", has_text="← К показателям").click()
+    frame.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+
+    assert frame.locator("nav.admin-links").is_visible()
+    assert all("400" in message for message in page.console_errors)
+
+
+@pytest.mark.browser
+def test_english_ui_formats(page, services, app_server, installed):
+    from html import escape
+
+    from b24app.placement_auth import Viewer, sign_api_token
+    from tests.kpi.fixtures import november
+
+    november(services, installed.id)
+    token = sign_api_token(
+        services,
+        Viewer(
+            portal_id=installed.id,
+            member_id=installed.member_id,
+            user_id=1,
+            is_admin=True,
+            language="en",
+        ),
+    )
+    page.goto(f"{app_server.url}/healthz")
+    page.set_content(
+        f'<form id="f" method="post" action="{app_server.url}/kpi">'
+        f'<input type="hidden" name="token" value="{escape(token)}"></form>'
+    )
+    page.evaluate("document.getElementById('f').submit()")
+    page.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+    page.locator("#period").select_option("custom")
+    page.locator("#from").fill("2026-11-01")
+    page.locator("#to").fill("2026-11-30")
+    page.locator("#apply-range").click()
+    page.locator("#conversion", has_text="60\u202f%").wait_for(timeout=5000)
+
+    labels = page.locator("#chart-channels").evaluate(
+        "c => Chart.getChart(c).data.labels"
+    )
+    assert "Website" in labels
+    assert page.locator("#revenue-coverage").inner_text() == (
+        "amount known for 66.7\u202f% of visits"
+    )
+    assert page.locator("#cancelled-detail").inner_text() == "1 of them late"
+    days = page.locator("#chart-visits").evaluate("c => Chart.getChart(c).data.labels")
+    assert days[0] == "Nov 1"
+    assert page.locator("[data-i18n=cancelled]").inner_text() == "Cancellations"
 
 
 def _row(frame, month: str, channel: str):

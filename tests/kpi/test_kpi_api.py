@@ -52,6 +52,39 @@ def test_kpi_json_has_new_sections(api, with_november):
     assert len(body["deals_per_day"]) == 30
 
 
+def test_kpi_json_names_managers(api, with_november):
+    body = api("GET", f"/kpi?{NOV_QUERY}").json()
+
+    assert body["names"]["loaded"] is True
+    assert body["names"]["managers"]["4"] == "Дмитрий Ковалёв"
+    assert body["names"]["managers"]["5"] == "Екатерина Лебедева"
+    assert set(body["names"]["managers"]) <= {r["key"] for r in body["by_manager"]}
+
+
+def test_kpi_json_names_portal_unreachable(api, with_november, monkeypatch):
+    from b24app.bitrix.errors import BitrixCallError
+    from b24app.kpi import names
+
+    calls = []
+
+    def unreachable(services, portal):
+        calls.append(portal.member_id)
+        raise BitrixCallError("user.get", "TIMEOUT", "timed out", None)
+
+    monkeypatch.setattr(names.sla_settings, "portal_users", unreachable)
+    monkeypatch.setattr(names, "_failed_at", {})
+
+    first = api("GET", f"/kpi?{NOV_QUERY}")
+    second = api("GET", f"/kpi?{NOV_QUERY}")
+
+    assert first.status_code == 200
+    assert first.json()["names"] == {"managers": {}, "loaded": False}
+    assert second.json()["names"]["loaded"] is False
+    assert second.json()["conversion"]["rate"] == 0.6
+    # The failure is remembered, so the second report does not call the portal.
+    assert len(calls) == 1
+
+
 def test_export_csv_content(api, with_november):
     response = api("GET", f"/reports/kpi.csv?{NOV_QUERY}")
 
@@ -60,16 +93,42 @@ def test_export_csv_content(api, with_november):
     assert response.headers["Content-Type"].startswith("text/csv")
     assert fields["conversion.rate"] == "0.6"
     assert fields["appointments.revenue"] == "4000.0"
+    assert ["date", "leads"] in rows
+
+
+def test_export_csv_booleans(api, with_november):
+    response = api("GET", f"/reports/kpi.csv?{NOV_QUERY}")
+
+    text = response.content.decode("utf-8-sig")
+    fields = {row[0]: row[1] for row in csv.reader(io.StringIO(text)) if len(row) == 2}
+    assert fields["retention.window_complete"] == "false"
+    assert fields["acquisition.spend_entered"] == "true"
+    assert "False" not in text
+    assert "True" not in text
 
 
 def test_export_xlsx_content(api, with_november):
     response = api("GET", "/reports/monthly.xlsx?date=2026-11-10")
 
     book = load_workbook(io.BytesIO(response.content))
-    summary = {row[0]: row[1] for row in book["summary"].iter_rows(values_only=True)}
-    assert summary["revenue"] == 4000
-    assert summary["average_check"] == 2000
-    assert summary["month"] == "2026-11"
+    rows = list(book["Сводка"].iter_rows(values_only=True))
+    by_key = {row[2]: row[:2] for row in rows[1:]}
+    assert rows[0] == ("Показатель", "Значение", "Ключ")
+    assert by_key["revenue"] == ("Выручка", 4000)
+    assert by_key["average_check"] == ("Средний чек", 2000)
+    assert by_key["month"] == ("Месяц", "2026-11")
+    assert by_key["retention_window_complete"][1] is False
+
+
+def test_export_xlsx_tables_titled(api, with_november):
+    response = api("GET", f"/reports/kpi.xlsx?{NOV_QUERY}")
+
+    book = load_workbook(io.BytesIO(response.content))
+    header = next(book["Сделки по дням"].iter_rows(values_only=True))
+    assert header == ("Дата", "Записи", "Пришли", "Не пришли", "Отменили", "Выручка")
+    assert next(book["Лиды по дням"].iter_rows(values_only=True)) == ("Дата", "Лиды")
+    summary = {row[2]: row[0] for row in book["Сводка"].iter_rows(values_only=True)}
+    assert summary["appointments.no_show_rate"] == "Визиты · Доля неявок"
 
 
 def test_reports_weekly_and_daily(api, with_november):
