@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, render_template, request
 from sqlalchemy import select
@@ -97,9 +98,23 @@ def lead_tab():
             escalations=escalations,
             labels=RU_LABELS,
             timezone=portal_settings.timezone(portal),
+            desired=_desired_time(lead, portal_settings.timezone(portal)),
         )
     )
     return _frameable(response, portal.domain)
+
+
+def _desired_time(lead: Lead | None, tz: str) -> str | None:
+    """The visit time the client asked for, in the portal's time zone."""
+    data = (lead.classification or {}) if lead is not None else {}
+    try:
+        moment = datetime.fromisoformat(data["desired_time"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    local = moment.astimezone(ZoneInfo(tz))
+    if data.get("desired_time_precision") == "day":
+        return local.strftime("%d.%m.%Y")
+    return local.strftime("%d.%m.%Y %H:%M")
 
 
 def _chartjs() -> dict[str, str | None]:

@@ -142,3 +142,19 @@ def test_lead_tab_says_manager_is_off_shift(emulator, installed, services, worke
 
 def test_lead_tab_for_unknown_lead(emulator, installed, services):
     assert "Лид #777 ещё не обработан" in _tab(emulator, 777)
+
+
+def test_lead_tab_shows_extracted_details(emulator, installed, services, worker):
+    configure(services, installed.id)
+    lead_id = new_lead(
+        emulator,
+        services,
+        worker,
+        "Здравствуйте, меня зовут Ирина. Хочу записаться на маникюр 12 декабря",
+    )
+
+    page = _tab(emulator, lead_id)
+
+    assert re.search(r'data-detail="name">Ирина<', page)
+    assert re.search(r'data-detail="service">[^<]*маникюр', page, re.IGNORECASE)
+    assert re.search(r'data-detail="desired">12\.12\.\d{4}', page)
