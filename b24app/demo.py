@@ -25,6 +25,7 @@ marked. It returns a summary with the lead, reminder and KPI figures.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import statistics
@@ -172,7 +173,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any] | None:
             "RECONCILE_SECONDS": 60.0,
             "KPI_IMPORT_SECONDS": 2.0,
             "REMINDER_DISPATCH_SECONDS": 2.0,
-            "LOG_LEVEL": "WARNING" if options.exit_after else "INFO",
+            # The demo prints its own story; the app's routine log lines
+            # would bury it (OTKLIK_LOG_LEVEL=INFO shows them).
+            "LOG_LEVEL": os.environ.get("OTKLIK_LOG_LEVEL", "WARNING"),
         }
     )
     services = app.extensions["otklik"]

@@ -325,7 +325,9 @@
     show("per-employee", money(visits.revenue_per_employee));
     show("retention", percent(ret.rate));
     show("retention-note", ret.window_complete ? "" : T.windowOpen);
-    light("card-retention", data.status.retention);
+    // Clients of a recent period have not had three months to come back:
+    // their share is not judged against the target yet.
+    light("card-retention", ret.window_complete ? data.status.retention : null);
     show("cac", money(acq.cac));
     show("cac-note", acq.spend_entered ? "" : T.noSpend);
     show("ltv", money(acq.ltv_12m));

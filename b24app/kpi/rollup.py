@@ -150,6 +150,12 @@ def scan(
         if bot_state not in (None, "cancelled") and bot_stopped is not None:
             seconds = calendar.business_seconds_between(bot_starts, bot_stopped)
             cell.bot[tenths(seconds)] += 1
+        if state is None and touched is not None:
+            # A lead from before the install (history import) has no clock:
+            # its response time runs from creation to the first touch.
+            seconds = calendar.business_seconds_between(created, touched)
+            cell.human[tenths(seconds)] += 1
+            continue
         if state is None or state == "cancelled":
             continue
         if stopped is not None:

@@ -160,3 +160,20 @@ def test_user_field_appointment_time_read(emulator, services, installed):
         first: datetime(2026, 12, 10, 11, 30, tzinfo=UTC),
         second: datetime(2026, 12, 11, 7, 0, tzinfo=UTC),
     }
+
+
+def test_imported_leads_have_response_times(emulator, services, installed, past):
+    from datetime import UTC, datetime, timedelta
+
+    from b24app.kpi.first_response import first_response_report
+
+    history.start_import(services, installed)
+    history.run_import(services, installed)
+
+    today = datetime.now(UTC).date()
+    report = first_response_report(
+        services, installed, today - timedelta(days=61), today
+    )
+
+    # No SLA clock ran for these leads; creation to first touch counts.
+    assert report["first_response_minutes"]["median"] is not None
