@@ -119,7 +119,13 @@ class ServerThread:
     def __init__(self, wsgi_app, port: int | None = None) -> None:
         self.port = port or free_port()
         self.server = make_server("127.0.0.1", self.port, wsgi_app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval lets shutdown() return at once instead of
+        # after werkzeug's default half second, for every test that serves.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+        )
         self.thread.start()
 
     @property
