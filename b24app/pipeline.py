@@ -13,6 +13,7 @@ from sqlalchemy import select
 from b24app import features, leadtext, portal_settings
 from b24app.bitrix.client import PortalClient
 from b24app.bitrix.errors import BitrixCallError
+from b24app.bitrix.values import aware_time, optional_id
 from b24app.dbutil import insert_ignore
 from b24app.kpi import sync as kpi_sync
 from b24app.models import InboundEvent, Lead, Portal, TagFeedback
@@ -139,7 +140,7 @@ def tag_new_lead(
     activities = results.get("activities") or []
 
     tz = portal_settings.timezone(portal)
-    created_at = _parse_time(fields.get("DATE_CREATE")) or received_at
+    created_at = aware_time(fields.get("DATE_CREATE")) or received_at
     text = leadtext.extract(fields, activities if isinstance(activities, list) else [])
     result = _classify(
         portal, text.text, created_at.astimezone(ZoneInfo(tz)), tz, received_at
@@ -216,7 +217,7 @@ def _save_lead(
         lead.channel = leadtext.channel(fields, text.source)
         lead.status_id = fields.get("STATUS_ID")
         lead.initial_status_id = lead.initial_status_id or fields.get("STATUS_ID")
-        lead.assigned_by_id = _int(fields.get("ASSIGNED_BY_ID"))
+        lead.assigned_by_id = optional_id(fields.get("ASSIGNED_BY_ID"))
         lead.created_at = created_at
         lead.text_source = text.source
         lead.tags = list(result.tags)
@@ -364,8 +365,8 @@ def handle_lead_update(
     by_person = bool(event.payload.get("has_user_token"))
     status = fields.get("STATUS_ID")
     if status and status != lead.status_id:
-        moved_at = _parse_time(fields.get("MOVED_TIME") or fields.get("DATE_MODIFY"))
-        actor = _int(fields.get("MOVED_BY_ID") or fields.get("MODIFY_BY_ID"))
+        moved_at = aware_time(fields.get("MOVED_TIME") or fields.get("DATE_MODIFY"))
+        actor = optional_id(fields.get("MOVED_BY_ID") or fields.get("MODIFY_BY_ID"))
         with services.db.session() as session:
             session.get(Lead, lead.id).status_id = status
             # The booking KPIs count a lead that ever reached a booked status.
@@ -388,9 +389,9 @@ def handle_lead_update(
             )
             outcome.append("status touch")
 
-    assigned = _int(fields.get("ASSIGNED_BY_ID"))
+    assigned = optional_id(fields.get("ASSIGNED_BY_ID"))
     if assigned and assigned != lead.assigned_by_id:
-        moved_at = _parse_time(fields.get("DATE_MODIFY")) or event.received_at
+        moved_at = aware_time(fields.get("DATE_MODIFY")) or event.received_at
         clocks.reassign(services, portal, lead.id, assigned, at=moved_at)
         outcome.append("reassigned")
 
@@ -402,7 +403,7 @@ def handle_lead_update(
 
 
 def _is_echo(portal: Portal, lead: Lead, event: InboundEvent) -> bool:
-    user_id = _int(event.payload.get("user_id"))
+    user_id = optional_id(event.payload.get("user_id"))
     if lead.last_app_write_at is None or user_id is None:
         return False
     if user_id != portal.token_user_id:
@@ -442,7 +443,7 @@ def _record_manual_tags(
                 lead_id=lead.id,
                 predicted=ours,
                 corrected=on_portal,
-                user_id=_int(event.payload.get("user_id")),
+                user_id=optional_id(event.payload.get("user_id")),
             )
         )
     logger.info(
@@ -526,20 +527,3 @@ def handle_lead_delete(services: Services, portal: Portal, bitrix_id: int) -> st
         lead_id = lead.id
     clocks.cancel_clocks(services, lead_id)
     return "deleted"
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value not in (None, "", "0", 0) else None
-    except (TypeError, ValueError):
-        return None

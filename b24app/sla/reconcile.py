@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from b24app.bitrix.errors import BitrixCallError
+from b24app.bitrix.values import optional_id
 from b24app.models import InboundEvent, Lead, Portal, SlaClock
 from b24app.services import Services
 from b24app.sla import clocks
@@ -161,7 +162,7 @@ def _reconcile_chunk(
         ):
             found += 1
 
-        assigned = _int(row.get("ASSIGNED_BY_ID"))
+        assigned = optional_id(row.get("ASSIGNED_BY_ID"))
         if assigned and assigned != lead.assigned_by_id:
             clocks.reassign(services, portal, lead.id, assigned)
     return found
@@ -194,7 +195,7 @@ def _earliest_touch(
         moved_at = clocks.parse_time(row.get("MOVED_TIME"))
         if moved_at is not None:
             touches.append(
-                clocks.Touch("status", moved_at, _int(row.get("MOVED_BY_ID")))
+                clocks.Touch("status", moved_at, optional_id(row.get("MOVED_BY_ID")))
             )
         with services.db.session() as session:
             session.get(Lead, lead.id).status_id = status
@@ -259,10 +260,3 @@ def _mark_deleted(services: Services, portal: Portal, lead: Lead) -> None:
         "lead deleted on the portal, clocks cancelled",
         extra={"member_id": portal.member_id, "lead_id": lead.bitrix_id},
     )
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "", "0", 0) else None
-    except (TypeError, ValueError):
-        return None
