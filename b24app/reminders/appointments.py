@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from b24app import portal_settings
 from b24app.bitrix.client import PortalClient
 from b24app.bitrix.errors import BitrixCallError
+from b24app.bitrix.values import optional_id
 from b24app.dbutil import insert_ignore
 from b24app.models import Portal
 from b24app.reminders import abtest, config, schedule
@@ -42,20 +43,13 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else None
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value not in (None, "", "0", 0) else None
-    except (TypeError, ValueError):
-        return None
-
-
 # Deals
 
 
 def deal_fields(portal: Portal, deal: dict[str, Any]) -> dict[str, Any] | None:
     """Appointment fields from a deal, or None when it is no appointment."""
     funnel = config.funnel(portal)
-    if _int(deal.get("CATEGORY_ID")) != (funnel.category_id or None):
+    if optional_id(deal.get("CATEGORY_ID")) != (funnel.category_id or None):
         return None
     status = funnel.status_of(deal.get("STAGE_ID"))
     starts_at = parse_time(deal.get(funnel.appointment_field))
@@ -69,11 +63,11 @@ def deal_fields(portal: Portal, deal: dict[str, Any]) -> dict[str, Any] | None:
         service = service or service_part
     return {
         "deal_id": int(deal["ID"]),
-        "contact_id": _int(deal.get("CONTACT_ID")),
+        "contact_id": optional_id(deal.get("CONTACT_ID")),
         "starts_at": starts_at,
         "status": status,
         "stage_id": deal.get("STAGE_ID"),
-        "responsible_id": _int(deal.get("ASSIGNED_BY_ID")),
+        "responsible_id": optional_id(deal.get("ASSIGNED_BY_ID")),
         "client_name": (client_name or "").split(" ")[0][:120] or None,
         "service": (service or title)[:255] or None,
         "master": (deal.get(funnel.master_field) if funnel.master_field else None)
@@ -173,11 +167,11 @@ def sync_booking(
     deal_id = None
     for item in (results.get("external") or {}).get("externalData") or []:
         if item.get("moduleId") == "crm" and item.get("entityTypeId") == "DEAL":
-            deal_id = _int(item.get("value"))
+            deal_id = optional_id(item.get("value"))
     contact_id = None
     for item in (results.get("clients") or {}).get("bookingClient") or []:
         if (item.get("type") or {}).get("code") == "CONTACT":
-            contact_id = _int(item.get("id"))
+            contact_id = optional_id(item.get("id"))
     fields = {
         "booking_id": booking_id,
         "deal_id": deal_id,
@@ -196,7 +190,7 @@ def sync_booking(
 
 
 def _kpi_booking_changed(services: Services, portal: Portal, deal_id: int) -> None:
-    """Give the KPI copy of the deal its booking's time, where the mapping says so."""
+    """Copy the booking's time to the KPI deal copy when the mapping specifies it."""
     from b24app.kpi import settings as kpi_settings
     from b24app.kpi import sync as kpi_sync
 
