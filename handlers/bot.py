@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("bot", __name__, url_prefix="/bot")
 
-# Maximum length of a client text kept from one reply; replies are short.
+# Maximum length of a client text kept from one reply, because replies are short.
 MAX_TEXT = 4096
 # Replies of a provider that sends no message id count as one reply when
 # the same number sends the same text within this window, in seconds.
@@ -302,8 +302,9 @@ def optout(token: str):
         )
         return page, 400
     if request.method == "GET":
-        # Mail and messenger link scanners open links on their own: a GET
-        # only asks, the button (or a one-click POST from a mail client) acts.
+        # Mail and messenger link scanners open links on their own, so a GET
+        # only shows the question. The button (or a one-click POST from a mail
+        # client) acts.
         return render_template_string(
             OPTOUT_PAGE,
             title="Отписаться от напоминаний?",

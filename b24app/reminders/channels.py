@@ -46,7 +46,7 @@ class DeliveryFailed(Exception):
 
 
 class FloodControl(DeliveryFailed):
-    """Telegram answered 429: no call to this bot before ``retry_after`` seconds."""
+    """Error for a Telegram 429: no call to this bot before ``retry_after`` seconds."""
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message, retry=True)
@@ -59,8 +59,8 @@ class Outgoing:
     subject: str = "Напоминание о записи"
     # (label, callback data) pairs shown as buttons where the channel has them.
     buttons: list[tuple[str, str]] = field(default_factory=list)
-    # The same for every attempt of one job over one channel; sent as the
-    # idempotency key to providers that accept one.
+    # Key that is the same for every attempt of one job over one channel. It is
+    # sent as the idempotency key to providers that accept one.
     key: str | None = None
     # The opt-out link, sent as the e-mail's one-click unsubscribe header.
     unsubscribe: str | None = None
@@ -72,9 +72,9 @@ def _secret(services: Services, cfg: dict[str, Any], key: str) -> str | None:
 
 
 def _json(response: requests.Response, provider: str) -> dict[str, Any]:
-    """Parse a JSON object; an unreadable body is retried only after a 5xx.
+    """Parse a JSON object. An unreadable body is retried only after a 5xx.
 
-    A 2xx or 4xx answer that is not JSON leaves the outcome unknown: the
+    A 2xx or 4xx response that is not JSON leaves the outcome unknown: the
     provider (or a proxy in front of it) may have taken the message.
     """
     try:
@@ -135,13 +135,13 @@ def _timeout(cfg: dict[str, Any]) -> tuple[float, float]:
 
 
 def _post(url: str, provider: str, **kwargs: Any) -> requests.Response:
-    """POST once; a connect failure is safe to retry, a read timeout is not."""
+    """POST once. A connect failure is safe to retry, but a read timeout is not."""
     try:
         return requests.post(url, **kwargs)
     except requests.ConnectTimeout as err:
         raise DeliveryFailed(f"{provider}: connect timeout", retry=True) from err
     except requests.Timeout as err:
-        # The request went out; the provider may have accepted it.
+        # The request went out, so the provider may have accepted it.
         raise DeliveryFailed(f"{provider}: timeout", retry=False, unknown=True) from err
     except requests.ConnectionError as err:
         raise DeliveryFailed(
@@ -234,7 +234,7 @@ def telegram_call(
         f"{base}/bot{token}/{method}", "telegram", json=payload, timeout=_timeout(cfg)
     )
     if response.status_code == 429 or response.status_code >= 500:
-        # Error answers of the Bot API are JSON too, but a proxy's may not be.
+        # Error responses of the Bot API are JSON too, but a proxy's may not be.
         try:
             body = response.json()
         except ValueError:

@@ -5,8 +5,8 @@ every send. An opt-out (a stop word or the signed link) revokes at once and
 stays revoked; only a new explicit agreement grants again.
 
 A consent row with status "asked" records that the chat bot asked the
-client once for the open-line channel and is waiting for the answer; it
-allows nothing.
+client once for the open-line channel and is waiting for the reply. Such a
+row allows nothing.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _answer_text(text: str) -> str:
 
 
 def chat_answer(text: str) -> str | None:
-    """Read an answer to the chat consent question: "agree", "refuse" or None."""
+    """Classify a reply to the chat consent question: "agree", "refuse" or None."""
     answer = _answer_text(text)
     if answer in AGREE_WORDS or answer.startswith(("да ", "согласен ", "согласна ")):
         return "agree"
@@ -85,7 +85,7 @@ def chat_answer(text: str) -> str | None:
 
 
 def mark_asked(services: Services, portal_id: int, contact_key: str) -> bool:
-    """Record that the chat bot asks for open-line consent; False if any row exists.
+    """Record the open-line consent question; return False if any row exists.
 
     The unique key on (portal, client, channel) makes this the only place a
     question can be decided, so a client is asked at most once, and never

@@ -54,7 +54,7 @@ UNKNOWN_NOTE = (
 
 @dataclass
 class Claim:
-    """A job this worker holds; ``attempts`` after the claim fences later writes."""
+    """Job claimed by this worker. ``attempts`` after the claim fences later writes."""
 
     job_id: int
     attempts: int
@@ -80,7 +80,7 @@ def due_jobs(services: Services, now: datetime, limit: int) -> list[int]:
 
 
 def claim(services: Services, job_id: int, now: datetime) -> Claim | None:
-    """Take the job for this process; None when another one has it."""
+    """Claim the job for this process, or return None when another one has it."""
     with services.db.session() as session:
         result = session.execute(
             update(ReminderJob)
@@ -130,8 +130,8 @@ def dispatch_due(services: Services, *, limit: int = BATCH) -> int:
 def deliver(services: Services, job_id: int, *, attempts: int | None = None) -> str:
     """Send one claimed job over the first channel that works.
 
-    ``attempts`` is the job's attempt count right after this worker's claim;
-    a worker whose claim was taken over sends nothing.
+    ``attempts`` is the job's attempt count right after this worker's claim.
+    A worker whose claim was taken over sends nothing.
     """
     now = datetime.now(UTC)
     with services.db.session() as session:
@@ -275,7 +275,7 @@ def _in_time(
 def _settle_interrupted(
     services: Services, portal: Portal | None, data: dict, job: ReminderJob
 ) -> str | None:
-    """Close attempts a dead worker left in "sending"; return the job's outcome.
+    """Close attempts a dead worker left in "sending" and return the job's outcome.
 
     Returns None when the job may be sent (nothing was pending, or every
     pending channel recognises a repeat).
@@ -420,7 +420,7 @@ def pause_telegram(
 def _begin(
     services: Services, job: ReminderJob, channel: str, fence: int
 ) -> int | None:
-    """Commit a "sending" attempt while the claim is still ours; None if it is not."""
+    """Commit a "sending" attempt while the claim is still ours, else return None."""
     now = datetime.now(UTC)
     with services.db.session() as session:
         renewed = session.execute(
@@ -533,7 +533,7 @@ def _release(
 
 
 def _defer(services: Services, job_id: int, until: datetime) -> None:
-    """Wait for flood control; the wait does not count as a failed attempt."""
+    """Defer the job for flood control without counting a failed attempt."""
     with services.db.session() as session:
         job = session.get(ReminderJob, job_id)
         job.status = "scheduled"
@@ -546,8 +546,8 @@ def _defer(services: Services, job_id: int, until: datetime) -> None:
 def revive_skipped(services: Services, portal_id: int, contact_key: str) -> int:
     """Put back jobs skipped for want of consent, once the client agreed.
 
-    Only jobs of visits still ahead come back; the dispatcher drops any that
-    has become too late.
+    Only jobs of visits still ahead come back, and the dispatcher drops any
+    that has become too late.
     """
     kind, _, raw_id = contact_key.partition(":")
     column = Appointment.contact_id if kind == "contact" else Appointment.deal_id

@@ -88,7 +88,7 @@ def on_chat_message(
                 {"BOT_ID": bot_id, "DIALOG_ID": dialog_id, "MESSAGE": reply},
             )
         except BitrixCallError as err:
-            # The reply was acted on already; a retry would act twice.
+            # The reply was acted on already, so a retry would act twice.
             logger.warning("chat response not sent", extra=extra | {"error": err.code})
 
     appointment_id = replies.appointment_by_ref(services, portal.id, f"chat:{chat_id}")
@@ -189,7 +189,7 @@ def _chat_consent(
     Returns the outcome, or None when the message goes on to reply handling.
 
     The question goes only to a client with no open-line consent row at all,
-    so nobody is asked twice and a client who opted out is never asked.
+    so no client is asked twice and a client who opted out is never asked.
     """
     data = config.settings(portal)
     state = consent.chat_state(services, portal.id, contact_key)

@@ -97,7 +97,7 @@ STARTED = "reply handling started"
 
 
 def start_once(services: Services, event: InboundEvent) -> bool:
-    """Mark the stored message as taken; False when an earlier run took it.
+    """Mark the stored message as taken, or return False if an earlier run took it.
 
     Each incoming message is one ``inbound_events`` row, unique by its
     message id (chat MESSAGE_ID, Telegram update_id, SMS id), so a

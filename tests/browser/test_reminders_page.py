@@ -88,7 +88,7 @@ def test_reminders_page_rejects_unknown_field_on_save(
     frame.locator("#error", has_text="Проверьте поля").wait_for(timeout=5000)
     message = frame.locator('[data-error="templates.remind"]').inner_text()
     assert "Неизвестное поле {when}" in message
-    # Chromium logs the rejected save (HTTP 422) itself; nothing else may fail.
+    # Chromium logs the rejected save (HTTP 422) itself, and nothing else may fail.
     unexpected = [e for e in page.console_errors if "status of 422" not in e]
     assert unexpected == []
 
@@ -140,7 +140,8 @@ def test_ab_test_rates_and_promotion(page, emulator, services, installed):
     block = frame.locator(f'.experiment[data-experiment="{experiment.id}"]')
     control = block.locator('tr[data-variant="A"]').inner_text()
     variant = block.locator('tr[data-variant="B"]').inner_text()
-    assert "30.0 %" in control and "(контроль)" in control
+    assert "30.0 %" in control
+    assert "(контроль)" in control
     assert "5.0 %" in variant
     assert "лучше контрольного" in block.locator(".verdict").inner_text()
 
@@ -150,5 +151,6 @@ def test_ab_test_rates_and_promotion(page, emulator, services, installed):
     ).wait_for(timeout=5000)
     with services.db.session() as session:
         stored = session.get(Experiment, experiment.id)
-        assert (stored.status, stored.winner) == ("finished", "B")
+        assert stored.status == "finished"
+        assert stored.winner == "B"
     assert page.console_errors == []

@@ -2,7 +2,7 @@
 
 Each fake records what it received and responds according to ``mode``:
 "ok", "error" (HTTP 500), "slow" (sleeps ``delay`` seconds, then accepts
-the message anyway, as a provider does when its answer comes too late),
+the message anyway, as a provider does when its response comes too late),
 "invalid" (HTTP 200 with a body that is not JSON), "gateway" (HTTP 502
 with an HTML body), "reject" (a provider-level refusal) or, for Telegram,
 "flood" (HTTP 429 with ``parameters.retry_after``). ``times`` limits how

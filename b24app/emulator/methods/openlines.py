@@ -31,10 +31,10 @@ def open_crm_chat(
     operator_id: int | None = None,
     with_line_bots: bool = False,
 ) -> int:
-    """Open an open-line chat bound to a CRM item; return its CHAT_ID.
+    """Open an open-line chat bound to a CRM item and return its CHAT_ID.
 
     ``with_line_bots`` puts every open-line chat bot in the chat from the
-    start, as when the line's settings name the bot that answers first.
+    start, as when the line's settings name the bot that responds first.
     """
     with portal.lock:
         chat_id = 1000 + portal.next_id("chat")
