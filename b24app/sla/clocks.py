@@ -44,6 +44,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from b24app.bitrix.values import optional_id
 from b24app.models import Escalation, Lead, Portal, SlaClock
 from b24app.services import Services
 from b24app.sla import settings as sla_settings
@@ -92,7 +93,7 @@ def touch_from_activity(activity: dict[str, Any]) -> Touch | None:
     at = at or parse_time(activity.get("CREATED"))
     if at is None:
         return None
-    author = _int(activity.get("AUTHOR_ID") or activity.get("RESPONSIBLE_ID"))
+    author = optional_id(activity.get("AUTHOR_ID") or activity.get("RESPONSIBLE_ID"))
     return Touch(kind, at, author)
 
 
@@ -312,7 +313,7 @@ def _stop(
             .with_for_update()
         ):
             # A clock cancelled with a stop time was cancelled by a person's
-            # touch; an earlier bot reply found later still replaces that.
+            # touch. An earlier bot reply found later still replaces that.
             if clock.state == "cancelled" and clock.stopped_at is None:
                 continue
             if clock.stopped_at is not None and clock.stopped_at <= at:
@@ -574,10 +575,3 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed.astimezone(UTC) if parsed.tzinfo else None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value not in (None, "", "0", 0) else None
-    except (TypeError, ValueError):
-        return None
