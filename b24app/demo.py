@@ -16,7 +16,7 @@ open-line chat, and the clients confirm, cancel, ask to move or stay silent.
 Managers mark past visits as visited or no-show, and the demo visits two
 minutes after their time. A short log of these steps is printed (no phone
 numbers), with the A/B test's per-variant rates once a minute when they
-change; every 15 minutes the next visits are booked. `--exit-after` runs the
+change. Every 15 minutes the next visits are booked. `--exit-after` runs the
 same story compressed: leads arrive at 40 a minute or more, the
 first-response target is at most 30 seconds, and only past visits are
 marked. It returns a summary with the lead, reminder and KPI figures.
@@ -94,9 +94,9 @@ FUNNEL_MAPPING = {
 
 @dataclass
 class DemoOptions:
-    """What the demo runs: `leads` None keeps leads coming until Ctrl+C.
+    """Options of a demo run. `leads` None keeps leads coming until Ctrl+C.
 
-    `history_weeks` of past data are seeded; `upcoming` visits are booked per
+    `history_weeks` of past data are seeded. `upcoming` visits are booked per
     wave, and `backlog` past visits wait for their managers' marks.
     """
 
@@ -173,7 +173,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any] | None:
             "RECONCILE_SECONDS": 60.0,
             "KPI_IMPORT_SECONDS": 2.0,
             "REMINDER_DISPATCH_SECONDS": 2.0,
-            # The demo prints its own story; the app's routine log lines
+            # The demo prints its own story, and the app's routine log lines
             # would bury it (OTKLIK_LOG_LEVEL=INFO shows them).
             "LOG_LEVEL": os.environ.get("OTKLIK_LOG_LEVEL", "WARNING"),
         }
@@ -181,7 +181,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any] | None:
     services = app.extensions["otklik"]
     # One line per HTTP request would drown the demo's own output.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    # A sweep that overlaps the next one is skipped; that is no news here.
+    # A sweep that overlaps the next one is skipped, which is no news here.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     server = make_server("127.0.0.1", options.port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -239,13 +239,15 @@ def run_demo(options: DemoOptions) -> dict[str, Any] | None:
             return _finish(
                 services, emulator, leads_runner, appointments, admin, experiment_id
             )
-        shown = None
+        printed_rates = None
         waves = 1
         next_wave = time.monotonic() + BOOKING_WAVE_SECONDS
         while True:
             time.sleep(AB_REPORT_SECONDS)
             try:
-                shown = log.ab_report(ab_test(admin, experiment_id), shown)
+                printed_rates = log.ab_report(
+                    ab_test(admin, experiment_id), printed_rates
+                )
                 if time.monotonic() >= next_wave:
                     # Fresh clients each wave, so each has one visit at a time.
                     offset = (waves * options.upcoming) % max(len(returning), 1)
@@ -347,7 +349,7 @@ def configure_kpi(admin: AdminApi, today: date) -> None:
                 "/kpi/spend",
                 {"month": month, "channel": channel, "amount": amount},
             )
-    # The install queued the import with the preset mapping; read it again.
+    # The install queued the import with the preset mapping, so read it again.
     admin.call("POST", "/kpi/import", {"restart": True})
 
 
@@ -532,14 +534,14 @@ class DemoLog:
                     self.line(f"deal {deal_id}: task for the manager to call back")
         self._report_import()
 
-    def ab_report(self, report: dict[str, Any], shown: Any) -> Any:
+    def ab_report(self, report: dict[str, Any], printed_rates: Any) -> Any:
         """Print the A/B test's per-variant rates when they changed."""
         rows = [
             (v["code"], v["appointments"], v["visits_known"], v["no_show_rate"])
             for v in report["variants"]
         ]
-        if rows == shown:
-            return shown
+        if rows == printed_rates:
+            return printed_rates
         parts = [
             f"{code}: {known} of {total} visits marked, no-show "
             + ("—" if rate is None else f"{rate:.0%}")

@@ -33,7 +33,7 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # b24pysdk and urllib3 log every request at DEBUG with URLs; keep them quiet.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    # The scheduler logs every run of every job (several a second) and Alembic
-    # its plugin set-up on each start; the worker logs what the jobs did.
+    # The scheduler logs every run of every job (several a second), and Alembic
+    # logs its plugin set-up on each start. The worker logs what the jobs did.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

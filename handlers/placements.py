@@ -105,7 +105,7 @@ def lead_tab():
 
 
 def _desired_time(lead: Lead | None, tz: str) -> str | None:
-    """The visit time the client asked for, in the portal's time zone."""
+    """Return the visit time the client requested, in the portal's time zone."""
     data = (lead.classification or {}) if lead is not None else {}
     try:
         moment = datetime.fromisoformat(data["desired_time"])

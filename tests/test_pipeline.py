@@ -86,7 +86,7 @@ def test_lead_is_tagged_once(emulator, installed, services, worker):
         clocks = session.scalars(
             select(SlaClock).where(SlaClock.lead_id == lead_row(services, lead_id).id)
         ).all()
-    # A web-form lead gets no bot clock: no bot can answer there.
+    # A web-form lead gets no bot clock because no bot can reply there.
     assert sorted(c.tier for c in clocks) == ["human"]
 
 

@@ -595,7 +595,7 @@ def upcoming_plans(
     """Plan visits starting soon, each with an open-line chat and a scripted client.
 
     The clients are taken from ``clients`` (the studio's past clients) in
-    order. Clients who confirm come; of the silent ones, the first does not.
+    order. Clients who confirm come. Of the silent ones, the first does not.
     """
     plans = []
     silent = 0
@@ -684,7 +684,7 @@ class AppointmentRunner:
     `book` creates the deals as their managers, with events, so the app
     learns about them the way it does on a real portal. It also opens a
     chat with each client whose plan has one. The thread then waits for the
-    app's first message in each chat and replies as the plan says, and
+    app's first message in each chat and replies as the plan specifies, and
     moves each deal to "visited" or "no-show" at its mark time unless the
     deal was cancelled. `notify` receives one line per action.
     """
@@ -707,7 +707,10 @@ class AppointmentRunner:
         self._thread: threading.Thread | None = None
 
     def book(self, plans: list[AppointmentPlan]) -> list[AppointmentPlan]:
-        """Create a deal (and a chat) per plan; return the plans with their ids."""
+        """Create a deal per plan, and a chat where the plan has one.
+
+        Return the plans with their ids.
+        """
         from . import crm
 
         for plan in plans:

@@ -255,8 +255,8 @@ class KpiVisit(Base):
     """One visit (a visited booking deal with a contact and a time), with links.
 
     ``prev_at`` is the time of the contact's visit just before this one in
-    (time, deal ID) order; ``returned`` is true when another visit follows within
-    ``metrics.RETENTION_DAYS``. Kept current per contact as deals change.
+    (time, deal ID) order. ``returned`` is true when another visit follows within
+    ``metrics.RETENTION_DAYS``. Both are kept current per contact as deals change.
     """
 
     __tablename__ = "kpi_visits"
@@ -304,8 +304,9 @@ class KpiVisitDay(Base):
     # Visits with no previous visit (a client's first), and those returned.
     first: Mapped[int] = mapped_column(Integer, default=0)
     first_returned: Mapped[int] = mapped_column(Integer, default=0)
-    # Links by the previous visit's day and by the visit's day; "_returned":
-    # only links whose later visit was followed by another within the window.
+    # Links by the previous visit's day and by the visit's day. The "_returned"
+    # columns count only links whose later visit was followed by another within
+    # the window.
     starts: Mapped[int] = mapped_column(Integer, default=0)
     starts_returned: Mapped[int] = mapped_column(Integer, default=0)
     ends: Mapped[int] = mapped_column(Integer, default=0)

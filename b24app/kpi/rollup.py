@@ -267,10 +267,10 @@ BUILD_LOCK = 2417
 def lock_builds(session: Session, portal_id: int) -> None:
     """Wait until no other transaction builds or drops this portal's counts.
 
-    The rollup job and KPI requests build the same days at times; without
+    The rollup job and KPI requests build the same days at times. Without
     the lock one of them would fail on the unique keys. The lock lasts until
-    the transaction ends. SQLite needs none: its writers already take turns
-    (every transaction begins IMMEDIATE).
+    the transaction ends. SQLite needs none, because its writers already take
+    turns (every transaction begins IMMEDIATE).
     """
     if session.get_bind().dialect.name != "postgresql":
         return
@@ -453,8 +453,8 @@ def refresh(services: Services, portal: Portal, now: datetime | None = None) -> 
 def invalidate(services: Services, portal_id: int) -> None:
     """Drop every stored lead day, deal day and visit of the portal.
 
-    Called after the funnel mapping changed or a history import stored rows;
-    the next report builds them again.
+    Called after the funnel mapping changed or a history import stored rows.
+    The next report builds them again.
     """
     with services.db.session() as session:
         lock_builds(session, portal_id)
@@ -494,7 +494,7 @@ def summarize(
     A cell with both key parts counts for its channel, its manager and the
     total; a month row per channel (manager None) for its channel and the
     total; a month row per manager (channel None) for its manager only. The
-    per-group cells carry counts and the human histogram only; the total's
+    per-group cells carry counts and the human histogram only. The total's
     human histogram is the sum of the channels'.
     """
     whole = Cell()
@@ -554,7 +554,7 @@ IN_CHUNK = 500
 
 
 def day_bounds(zone: ZoneInfo, first: date, last: date) -> tuple[datetime, datetime]:
-    """UTC bounds ``[first 00:00, last+1 00:00)`` of local days."""
+    """Return the UTC bounds ``[first 00:00, last+1 00:00)`` of local days."""
     return (
         datetime.combine(first, datetime.min.time(), zone).astimezone(UTC),
         datetime.combine(
@@ -653,7 +653,7 @@ def _build_deal_days(session, portal_id, cfg, zone, first: date, last: date) -> 
         if moved is not None and moved >= at - hours:
             counts[7] += 1
 
-    made = session.execute(
+    created_rows = session.execute(
         select(
             KpiDeal.created_at,
             KpiDeal.category_id,
@@ -670,7 +670,7 @@ def _build_deal_days(session, portal_id, cfg, zone, first: date, last: date) -> 
             KpiDeal.created_at < upper,
         )
     )
-    for at, category, stage, manager, amount, contact, due_at, lead in made:
+    for at, category, stage, manager, amount, contact, due_at, lead in created_rows:
         counts = cell("made", at, category, stage, manager)
         _count_deal(counts, amount, contact)
         counts[5] += due_at is not None
@@ -867,13 +867,13 @@ def _store_visit_days(
         counts = cell(visit["day"], visit["channel"])
         counts[0] += 1
         counts[1] += visit["amount"] or 0.0
-        kept = int(bool(visit["returned"]))
+        returned = int(bool(visit["returned"]))
         if visit["prev_day"] is None:
             counts[2] += 1
-            counts[3] += kept
+            counts[3] += returned
         else:
             counts[6] += 1
-            counts[7] += kept
+            counts[7] += returned
     for visit in by_prev_day:
         day = visit["prev_day"]
         if day is None or (days is not None and day not in days):

@@ -42,7 +42,7 @@ DEAL_SELECT = [
 
 
 def deal_select(cfg: KpiConfig) -> list[str]:
-    """The deal fields to read, with the mapped appointment field if it is a UF one.
+    """Return the deal fields to read, plus the appointment field if it is a UF one.
 
     ``crm.deal.list`` returns user fields only when the select names them.
     """
@@ -154,7 +154,7 @@ def upsert_deals(
     cfg: KpiConfig,
     tz: str,
 ) -> int:
-    """Insert or refresh deals; returns how many rows were written.
+    """Insert or refresh deals and return how many rows were written.
 
     A stage that differs from the stored one is recorded as a live stage
     move, and the stored deal days and visits the change touches are
@@ -217,7 +217,7 @@ def booking_times(
     """Start of the Booking module booking linked to each deal.
 
     The reminders feature stores the portal's bookings with the deal they
-    are linked to; a live booking wins over a cancelled one, then the latest.
+    are linked to. A live booking wins over a cancelled one, then the latest.
     """
     from b24app.reminders.models import Appointment
 
@@ -243,7 +243,10 @@ def booking_times(
 def booking_changed(
     session: Session, portal_id: int, deal_id: int, cfg: KpiConfig, tz: str
 ) -> bool:
-    """Move a stored deal's appointment time to its booking's; True if it moved."""
+    """Move a stored deal's appointment time to its booking's.
+
+    Return True if the time moved.
+    """
     if cfg.mapping.get("appointment_field") != "booking":
         return False
     old = _stored_deals(session, portal_id, [deal_id]).get(deal_id)
@@ -269,7 +272,7 @@ def booking_changed(
 def delete_deal(
     session: Session, portal_id: int, bitrix_id: int, cfg: KpiConfig, tz: str
 ) -> bool:
-    """Mark a stored deal deleted; False when the app never stored it."""
+    """Mark a stored deal deleted. Return False when the app never stored it."""
     old = _stored_deals(session, portal_id, [bitrix_id]).get(bitrix_id)
     if old is None:
         return False
@@ -286,7 +289,7 @@ def delete_deal(
 
 
 def _stored_deals(session: Session, portal_id: int, ids: list[int]) -> dict[int, Any]:
-    """The stored fields of ``ids`` that decide which stored days they touch."""
+    """Return the stored fields of ``ids`` that decide which stored days they touch."""
     found = {}
     for first in range(0, len(ids), INSERT_CHUNK):
         rows = session.execute(
@@ -406,7 +409,7 @@ def insert_stage_moves(
     records: Iterable[dict[str, Any]],
     tz: str,
 ) -> int:
-    """Store ``crm.stagehistory.list`` rows; they replace the same live moves."""
+    """Store ``crm.stagehistory.list`` rows, which replace the same live moves."""
     count = 0
     for record in records:
         stage = record.get("STATUS_ID") or record.get("STAGE_ID")
@@ -452,8 +455,8 @@ def record_stage_move(
 ) -> None:
     """Store a stage move seen in a live event (1 lead, 2 deal), once.
 
-    Such a row has no history ID; the import's history row of the same move
-    replaces it. A move the history already holds is not added again.
+    Such a row has no history ID, so the import's history row of the same move
+    replaces it. A move the history already contains is not added again.
     """
     stage = str(stage_id)[:64]
     known = session.scalar(

@@ -1,7 +1,7 @@
 """Drift alerts of the first-response median, no-shows and conversion.
 
-Small fixtures written straight into the app's tables; the notifications go
-to the emulated portal's im.notify.system.add.
+Small fixtures are written straight into the app's tables. The notifications
+go to the emulated portal's im.notify.system.add.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ def _owner_notes(emulator, portal, word: str) -> list[str]:
 
 
 def _answered_leads(services, portal_id: int, minutes: list[int]) -> None:
-    """Leads created at 10:00 Moscow on 18 November, answered after ``minutes``."""
+    """Add leads created at 10:00 Moscow on 18 November.
+
+    Each lead is responded to after its entry of ``minutes``.
+    """
     with services.db.session() as session:
         for index, delay in enumerate(minutes):
             created = at("2026-11-18T07:00:00")
