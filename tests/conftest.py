@@ -23,7 +23,6 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATASET = REPO_ROOT.parent / "shared" / "datasets" / "leads-dev.jsonl"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

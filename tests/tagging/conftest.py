@@ -4,6 +4,7 @@ a fake OpenAI-compatible chat server on loopback."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,28 @@ import pytest
 from b24app.tagging import OfflineEngine
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEV_SET = REPO_ROOT.parent / "shared" / "datasets" / "leads-dev.jsonl"
+DEV_SET_NAME = Path("shared") / "datasets" / "leads-dev.jsonl"
+
+
+def _find_dev_set() -> Path:
+    """Return the labelled dev set next to this checkout or the one it was cloned from.
+
+    A fresh clone of a local checkout (as CI makes) lives elsewhere, so the
+    origin's parent folder is tried as well.
+    """
+    candidates = [REPO_ROOT.parent / DEV_SET_NAME]
+    origin = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "config", "--get", "remote.origin.url"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / DEV_SET_NAME)
+    return next((path for path in candidates if path.exists()), candidates[0])
+
+
+DEV_SET = _find_dev_set()
 OWN_SETS = sorted((Path(__file__).parent / "data").glob("*.jsonl"))
 
 GOOD_ANSWER = {
