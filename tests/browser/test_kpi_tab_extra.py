@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -27,8 +28,10 @@ def _labels(frame, canvas: str) -> list[str]:
 
 @pytest.fixture
 def hundred_days(services, installed):
-    """Three won deals of 1,000 a day over the last 100 days."""
-    start = (datetime.now(UTC) - timedelta(days=100)).replace(hour=9, minute=0)
+    """Three won deals of 1,000 a day over the 100 portal days before today."""
+    moscow = ZoneInfo("Europe/Moscow")
+    today = datetime.now(moscow).date()
+    start = datetime.combine(today - timedelta(days=100), time(12), tzinfo=moscow)
     with services.db.session() as session:
         session.add_all(
             KpiDeal(
