@@ -309,12 +309,12 @@ def timeline_comment(result: Classification, tz: str) -> str:
         details.append(f"имя — {result.name}")
     if result.service:
         details.append(f"услуга — {result.service}")
+    if result.appointment_time:
+        booked = _local(result.appointment_time, result.appointment_time_precision, tz)
+        details.append(f"время записи — {booked}")
     if result.desired_time:
-        local = result.desired_time.astimezone(ZoneInfo(tz))
-        fmt = (
-            "%d.%m.%Y %H:%M" if result.desired_time_precision == "hour" else "%d.%m.%Y"
-        )
-        details.append(f"желаемое время — {local.strftime(fmt)}")
+        desired = _local(result.desired_time, result.desired_time_precision, tz)
+        details.append(f"желаемое время — {desired}")
     if details:
         lines.append("Из сообщения: " + "; ".join(details) + ".")
     if result.explanation:
@@ -330,6 +330,11 @@ def timeline_comment(result: Classification, tz: str) -> str:
     if result.needs_review:
         lines.append("Уверенность низкая: проверьте теги и поправьте их в поле лида.")
     return "\n".join(lines)
+
+
+def _local(moment: datetime, precision: str | None, tz: str) -> str:
+    local = moment.astimezone(ZoneInfo(tz))
+    return local.strftime("%d.%m.%Y %H:%M" if precision == "hour" else "%d.%m.%Y")
 
 
 # Updates and touches

@@ -98,21 +98,28 @@ def lead_tab():
             escalations=escalations,
             labels=RU_LABELS,
             timezone=portal_settings.timezone(portal),
-            desired=_desired_time(lead, portal_settings.timezone(portal)),
+            desired=_local_time(lead, "desired_time", portal_settings.timezone(portal)),
+            booked=_local_time(
+                lead, "appointment_time", portal_settings.timezone(portal)
+            ),
         )
     )
     return _frameable(response, portal.domain)
 
 
-def _desired_time(lead: Lead | None, tz: str) -> str | None:
-    """Return the visit time the client requested, in the portal's time zone."""
+def _local_time(lead: Lead | None, key: str, tz: str) -> str | None:
+    """Return a time the tagging found (requested or booked visit) in the portal's zone.
+
+    ``desired_time`` is the visit the client asks for; ``appointment_time`` is
+    the booked visit a cancellation or a move refers to.
+    """
     data = (lead.classification or {}) if lead is not None else {}
     try:
-        moment = datetime.fromisoformat(data["desired_time"])
+        moment = datetime.fromisoformat(data[key])
     except (KeyError, TypeError, ValueError):
         return None
     local = moment.astimezone(ZoneInfo(tz))
-    if data.get("desired_time_precision") == "day":
+    if data.get(f"{key}_precision") == "day":
         return local.strftime("%d.%m.%Y")
     return local.strftime("%d.%m.%Y %H:%M")
 

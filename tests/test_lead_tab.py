@@ -158,3 +158,18 @@ def test_lead_tab_shows_extracted_details(emulator, installed, services, worker)
     assert re.search(r'data-detail="name">Ирина<', page)
     assert re.search(r'data-detail="service">[^<]*маникюр', page, re.IGNORECASE)
     assert re.search(r'data-detail="desired">12\.12\.\d{4}', page)
+
+
+def test_lead_tab_times_of_a_move(emulator, installed, services, worker):
+    configure(services, installed.id)
+    lead_id = new_lead(
+        emulator,
+        services,
+        worker,
+        "Добрый день, я записана на 18 декабря, перенесите на 22 декабря пожалуйста",
+    )
+
+    page = _tab(emulator, lead_id)
+
+    assert re.search(r'data-detail="booked">18\.12\.\d{4}<', page)
+    assert re.search(r'data-detail="desired">22\.12\.\d{4}<', page)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 from sqlalchemy import select
 
 from b24app.models import InboundEvent, SlaClock, TagFeedback
+from b24app.pipeline import timeline_comment
+from b24app.tagging.types import Classification
 from tests.helpers import drain, events_stored, lead_row
 
 MANAGER = 4
@@ -192,3 +197,20 @@ def test_deleted_lead_is_skipped(emulator, installed, services, worker):
     assert all(e.status == "done" for e in events)
     assert outcomes["ONCRMLEADADD"] == "skipped: lead deleted"
     assert lead_row(services, lead_id) is None
+
+
+def test_timeline_comment_booked_and_desired_time():
+    moscow = ZoneInfo("Europe/Moscow")
+    result = Classification(
+        tags=["reschedule"],
+        urgent=False,
+        appointment_time=datetime(2026, 12, 18, 15, tzinfo=moscow),
+        appointment_time_precision="hour",
+        desired_time=datetime(2026, 12, 22, tzinfo=moscow),
+        desired_time_precision="day",
+    )
+
+    comment = timeline_comment(result, "Europe/Moscow")
+
+    assert "время записи — 18.12.2026 15:00" in comment
+    assert "желаемое время — 22.12.2026" in comment

@@ -16,6 +16,9 @@ Rules of comparison:
 * desired time: two nulls agree. Otherwise both must be set and fall on the
   same local day. When the label's precision is "hour", the hour must match
   too. ``time_exact`` also requires the same precision.
+* appointment time (the booked visit a cancellation or a reschedule names):
+  compared like the desired time, over the records whose labels carry the
+  ``appointment_time`` field only; ``None`` when no record does.
 """
 
 from __future__ import annotations
@@ -46,16 +49,19 @@ def _parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
-def time_matches(gold: Mapping[str, Any], pred: Mapping[str, Any]) -> bool:
-    gold_time = _parse_time(gold.get("desired_time"))
-    pred_time = _parse_time(pred.get("desired_time"))
+def time_matches(
+    gold: Mapping[str, Any], pred: Mapping[str, Any], field: str = "desired_time"
+) -> bool:
+    """Compare the time in ``field`` (and its ``<field>_precision``)."""
+    gold_time = _parse_time(gold.get(field))
+    pred_time = _parse_time(pred.get(field))
     if gold_time is None or pred_time is None:
         return gold_time is None and pred_time is None
     if gold_time.tzinfo is not None and pred_time.tzinfo is not None:
         pred_time = pred_time.astimezone(gold_time.tzinfo)
     if gold_time.date() != pred_time.date():
         return False
-    if gold.get("desired_time_precision") == "hour":
+    if gold.get(f"{field}_precision") == "hour":
         return pred_time.hour == gold_time.hour
     return True
 
@@ -74,6 +80,7 @@ def evaluate(
     counts = {tag: {"tp": 0, "fp": 0, "fn": 0} for tag in TAGS_AND_URGENT}
     n = name_ok = service_ok = service_partial = time_ok = time_exact = 0
     exact_tags = 0
+    appointment_n = appointment_ok = 0
     for g, p in zip(gold, predicted, strict=True):
         n += 1
         g_tags, p_tags = _tag_set(g), _tag_set(p)
@@ -100,6 +107,9 @@ def evaluate(
         time_exact += matched and g.get("desired_time_precision") == p.get(
             "desired_time_precision"
         )
+        if "appointment_time" in g:
+            appointment_n += 1
+            appointment_ok += time_matches(g, p, "appointment_time")
 
     per_tag: dict[str, dict[str, Any]] = {}
     for tag, c in counts.items():
@@ -135,6 +145,10 @@ def evaluate(
         "service_partial": service_partial / safe,
         "time_accuracy": time_ok / safe,
         "time_exact": time_exact / safe,
+        "appointment_accuracy": (
+            appointment_ok / appointment_n if appointment_n else None
+        ),
+        "appointment_labelled": appointment_n,
     }
 
 
@@ -169,5 +183,10 @@ def format_table(metrics: Mapping[str, Any]) -> str:
         f"{'desired time':<20}{metrics['time_accuracy']:.3f}"
         f"  (with precision {metrics['time_exact']:.3f})"
     )
+    if metrics.get("appointment_accuracy") is not None:
+        lines.append(
+            f"{'appointment time':<20}{metrics['appointment_accuracy']:.3f}"
+            f"  (over {metrics['appointment_labelled']} labelled records)"
+        )
     lines.append(f"{'records':<20}{metrics['count']}")
     return "\n".join(lines)

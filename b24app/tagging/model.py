@@ -28,7 +28,7 @@ import openai
 
 from .offline import OfflineEngine
 from .text import cap_text, mask_for_prompt
-from .types import INTENTS, LOW_CONFIDENCE, Classification
+from .types import INTENTS, LOW_CONFIDENCE, Classification, Precision
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ SYSTEM_PROMPT = """Ты размечаешь входящие заявки кл�
 question, spam.
   booking — новая запись на визит, занятие, консультацию; обратный звонок только \
 с именем и телефоном тоже booking.
+  Просьба перезвонить без имени, телефона, услуги и жалоб на здоровье, а также \
+«не могу дозвониться» — question.
   price — стоимость, скидки, прайс, способы оплаты.
   reschedule — перенос уже назначенного визита.
   cancel — отмена визита или абонемента, «не приду».
@@ -65,6 +67,9 @@ spam исключает остальные теги.
 от момента получения; для отмены null, для переноса новое время; день без часа \
 — полночь этого дня.
 - desired_time_precision: "hour", "day" или null.
+- appointment_time: начало уже назначенного визита, который клиент отменяет или \
+переносит, в том же формате; иначе null.
+- appointment_time_precision: "hour", "day" или null.
 - confidence: уверенность 0..1 по каждому выбранному тегу и по "urgent".
 - explanation: одно-два коротких предложения по-русски, почему такие теги."""
 
@@ -90,6 +95,8 @@ ANSWER_SCHEMA: dict[str, Any] = {
         "service": {"type": ["string", "null"], "maxLength": 80},
         "desired_time": {"type": ["string", "null"], "maxLength": 40},
         "desired_time_precision": {"enum": ["hour", "day", None]},
+        "appointment_time": {"type": ["string", "null"], "maxLength": 40},
+        "appointment_time_precision": {"enum": ["hour", "day", None]},
         "confidence": {
             "type": "object",
             "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
@@ -310,21 +317,10 @@ class ModelEngine:
         if "spam" in tags:
             tags = ["spam"]
 
-        desired = None
-        precision = answer.get("desired_time_precision")
-        if answer.get("desired_time"):
-            try:
-                desired = datetime.fromisoformat(answer["desired_time"])
-            except ValueError as err:
-                raise ModelFailure("schema: desired_time is not ISO 8601") from err
-            if desired.tzinfo is None:
-                desired = desired.replace(tzinfo=zone)
-            desired = desired.astimezone(zone)
-            precision = precision or "hour"
-            if precision == "day":
-                desired = desired.replace(hour=0, minute=0, second=0, microsecond=0)
-        else:
-            precision = None
+        desired, precision = _answer_time(answer, "desired_time", zone)
+        appointment, appointment_precision = _answer_time(
+            answer, "appointment_time", zone
+        )
 
         given = answer.get("confidence") or {}
         confidence = {
@@ -340,12 +336,35 @@ class ModelEngine:
             service=answer.get("service") or None,
             desired_time=desired,
             desired_time_precision=precision,
+            appointment_time=appointment,
+            appointment_time_precision=appointment_precision,
             confidence=confidence,
             engine="model",
             explanation=(answer.get("explanation") or "Ответ модели.").strip(),
         )
         result.needs_review = result.decision_confidence() < LOW_CONFIDENCE
         return result
+
+
+def _answer_time(
+    answer: dict[str, Any], field: str, zone: ZoneInfo
+) -> tuple[datetime | None, Precision | None]:
+    """Parse a time field of the model's reply and its ``<field>_precision``.
+    A time without precision counts as an hour, and a day starts at midnight."""
+    value = answer.get(field)
+    if not value:
+        return None, None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as err:
+        raise ModelFailure(f"schema: {field} is not ISO 8601") from err
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    moment = moment.astimezone(zone)
+    precision = answer.get(f"{field}_precision") or "hour"
+    if precision == "day":
+        moment = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment, precision
 
 
 def build_engine(settings: dict[str, Any]) -> OfflineEngine | ModelEngine:

@@ -25,7 +25,9 @@ from .timeparse import (
     MONTHS,
     RELATIVE_DAYS,
     WEEKDAYS,
+    DesiredTime,
     Fragment,
+    choose_appointment,
     choose_desired,
     find_fragments,
 )
@@ -81,6 +83,31 @@ LATE_VERBS = frozenset({"опаздывать", "опоздать", "задер�
 VISIT_CHANGE_WORDS = (
     lexicon.BOOK_VERBS | lexicon.CANCEL_VERBS | lexicon.RESCHEDULE_VERBS | LATE_VERBS
 )
+# "не могу дозвониться", "не берёте трубку": the client failed to reach the
+# business, which does not show what they want.
+REACH_VERBS = frozenset({"дозвониться", "дозваниваться", "достучаться"})
+UNANSWERED_OBJECTS = frozenset({"трубка", "телефон"})
+CALL_UNITS = frozenset({"час", "полчаса", "минута"})
+# "наберите меня": a call request only with the client as the object, since
+# "набрать массу" is a fitness goal.
+DIAL_VERBS = frozenset({"набрать", "набирать"})
+# A call-back request about a symptom or an injury is a request to see a doctor.
+SYMPTOM_LEMMAS = (
+    lexicon.ACUTE_WORDS
+    | lexicon.PAIN_WORDS
+    | {
+        "кровь",
+        "температура",
+        "травма",
+        "давление",
+        "плохо",
+    }
+)
+# "снимите меня с записи", "уберите мою запись": a cancellation without a
+# cancel verb.
+REMOVE_VERBS = frozenset({"снять", "снимать", "убрать", "удалить", "вычеркнуть"})
+BOOKED_NOUNS = frozenset({"запись", "занятие", "тренировка", "визит", "прием"})
+SHIFT_COMPARATIVES = frozenset({"поздний", "ранний"})
 WAITING_WORDS = frozenset({"где", "ждать", "стоять", "подождать", "стоим", "стою"})
 PITCH_VERBS = frozenset(
     {"мочь", "сделать", "настроить", "привести", "разработать", "предложить"}
@@ -185,6 +212,12 @@ def _needs_visit(state: _State) -> bool:
     )
 
 
+def _inside_asap(state: _State, tok: Token) -> bool:
+    """Return True for "можно" inside "как можно скорее", which sets a
+    deadline and requests no slot."""
+    return any(f.asap and f.start <= tok.index <= f.end for f in state.fragments)
+
+
 def _words(tokens: list[Token]) -> list[Token]:
     return [t for t in tokens if t.kind == "word"]
 
@@ -271,7 +304,12 @@ def _booking_cues(state: _State) -> None:
         words = _words(sentence)
         lemmas = {t.lemma for t in words}
         is_question = sentence[0].sent in doc.question_sentences
-        changes = bool(lemmas & (lexicon.RESCHEDULE_VERBS | lexicon.CANCEL_VERBS))
+        changes = bool(
+            lemmas & (lexicon.RESCHEDULE_VERBS | lexicon.CANCEL_VERBS)
+        ) or any(
+            t.lemma in REMOVE_VERBS and _removes_booking(words, i)
+            for i, t in enumerate(words)
+        )
         new_frags = _new_fragments_in(state, sentence)
         services = [
             m
@@ -290,6 +328,12 @@ def _booking_cues(state: _State) -> None:
                     if not lemmas & DEFER_WORDS:
                         state.add("cancel", 1.5, tok)
                     continue
+                if tok.pos == "INFN" and "ли" in lemmas and lemmas & lexicon.NEED:
+                    # "нужно ли записываться заранее?" is a question about the rules.
+                    continue
+                state.add("booking", 2.0, tok)
+            elif lemma == "принять" and tok.has("impr") and not _negated(sentence, tok):
+                # "примите сегодня": the client asks to be seen.
                 state.add("booking", 2.0, tok)
             elif lemma in ("book", "appoint", "reserv", "booking"):
                 state.add("booking", 2.0, tok)
@@ -299,7 +343,7 @@ def _booking_cues(state: _State) -> None:
                 state.add("booking", 2.0, tok)
             elif lemma == "запись" and not changes:
                 window = {t.lemma for t in words[max(0, pos - 2) : pos]}
-                if "без" in window:
+                if "без" in window or _removed_booking(words, pos):
                     continue
                 # "нужна ли предварительная запись?" is a question about rules.
                 if "ли" in lemmas and lemmas & (lexicon.NEED | RULE_WORDS):
@@ -341,7 +385,7 @@ def _booking_cues(state: _State) -> None:
                 if target:
                     state.add("booking", 1.5, tok)
             elif lemma in lexicon.CAN and not _negated(sentence, tok):
-                if changes or hours_question:
+                if changes or hours_question or _inside_asap(state, tok):
                     continue
                 if new_frags:
                     state.add("booking", 1.5, [tok], soft=True)
@@ -502,6 +546,15 @@ def _reschedule_cues(state: _State) -> None:
     ) or _has_cancel_verb(doc)
     if old and new and not cancel_verbs and state.score("reschedule") < 2.0:
         state.add("reschedule", 1.5, _fragment_tokens(doc, new[0]))
+    elif old and not cancel_verbs and state.score("reschedule") < 1.5:
+        # "у меня маникюр сегодня в 15, можно попозже?" is a request to move it.
+        for sentence in doc.sentences:
+            words = _words(sentence)
+            lemmas = {t.lemma for t in words}
+            shift = next((t for t in words if t.lemma in SHIFT_COMPARATIVES), None)
+            if shift is not None and lemmas & lexicon.CAN:
+                state.add("reschedule", 1.5, shift)
+                break
 
 
 def _fragment_tokens(doc: Doc, frag: Fragment) -> list[Token]:
@@ -530,6 +583,25 @@ def _cancel_and_rebook(state: _State) -> None:
     state.add("reschedule", 2.0, _fragment_tokens(state.doc, new[0]))
 
 
+def _removes_booking(words: list[Token], pos: int) -> bool:
+    """Return True when the verb at ``pos`` takes a booked visit as its
+    object within the next four words: "снимите меня с записи"."""
+    verb = words[pos]
+    return any(
+        t.lemma in BOOKED_NOUNS and t.clause == verb.clause
+        for t in words[pos + 1 : pos + 5]
+    )
+
+
+def _removed_booking(words: list[Token], pos: int) -> bool:
+    """Return True when the booking noun at ``pos`` is the object of a
+    removal verb."""
+    return any(
+        t.lemma in REMOVE_VERBS and _removes_booking(words, i)
+        for i, t in enumerate(words[max(0, pos - 4) : pos], start=max(0, pos - 4))
+    )
+
+
 def _has_cancel_verb(doc: Doc) -> bool:
     return any(
         t.lemma in lexicon.CANCEL_VERBS and not t.has("PRTF") and not t.has("PRTS")
@@ -543,7 +615,7 @@ def _cancel_cues(state: _State) -> None:
     for sentence in doc.sentences:
         words = _words(sentence)
         lemmas = {t.lemma for t in words}
-        for tok in words:
+        for pos, tok in enumerate(words):
             lemma = tok.lemma
             if lemma in lexicon.CANCEL_VERBS:
                 if tok.has("PRTF") or tok.has("PRTS"):
@@ -566,6 +638,9 @@ def _cancel_cues(state: _State) -> None:
                     state.add("complaint", 0.5, tok)
                     continue
                 state.add("cancel", 1.5, tok)
+            elif lemma in REMOVE_VERBS and _removes_booking(words, pos):
+                if not (_is_past(tok) or _negated(sentence, tok)):
+                    state.add("cancel", 2.0, tok)
             elif lemma == "передумать":
                 state.add("cancel", 1.5, tok)
             elif lemma in ("cancel", "cancelled", "canceled"):
@@ -883,6 +958,13 @@ def _question_cues(state: _State) -> None:
             ]
             if not content:
                 continue
+            content_lemmas = {t.lemma for t in content}
+            if content_lemmas & lexicon.CALLBACK and content_lemmas <= (
+                lexicon.CALLBACK | lexicon.CAN
+            ):
+                # "Можете перезвонить?" asks for a call, which
+                # _callback_cues tags when nothing else is asked.
+                continue
             if complaint >= THRESHOLD and (
                 lemmas & lexicon.RHETORICAL
                 or lemmas & lexicon.INDIGNANT_WORDS
@@ -1012,15 +1094,55 @@ def _form_cues(state: _State) -> None:
 
 
 def _callback_cues(state: _State) -> None:
-    if state.doc.form is not None:
+    """Tag a call-back request that carries no other intent.
+
+    A request that leaves a name or a phone ("Марина +7 ... перезвоните"),
+    names a service or describes a symptom asks for a visit, so it counts as
+    a booking. A bare "перезвоните" or a report of failing to get through is
+    a question for the administrator, because nothing in it asks for a visit.
+    """
+    doc = state.doc
+    if doc.form is not None:
         return
-    for tok in _words(state.doc.tokens):
-        if tok.lemma in ("перезвонить", "позвонить") and not _negated(
-            state.doc.tokens, tok
+    if max(state.score(t) for t in INTENTS) >= 1.0:
+        return
+    words = _words(doc.tokens)
+    request = _call_request(words)
+    if request is None:
+        return
+    contacts = any(t.kind == "mask" for t in doc.tokens) or _name(doc) is not None
+    visit = bool(state.services) or any(t.lemma in SYMPTOM_LEMMAS for t in words)
+    if visit or (contacts and not _reach_failed(words)):
+        state.add("booking", 1.2, request)
+    else:
+        state.add("question", 1.2, request)
+
+
+def _call_request(words: list[Token]) -> Token | None:
+    """Return the verb of "перезвоните", "свяжитесь со мной", "наберите
+    меня", or None."""
+    for pos, tok in enumerate(words):
+        if tok.pos == "NOUN" or _negated(words, tok):
+            continue
+        if tok.lemma in lexicon.CALLBACK:
+            return tok
+        if tok.lemma in DIAL_VERBS and any(
+            t.lemma == "я" for t in words[pos + 1 : pos + 3]
         ):
-            if max(state.score(t) for t in INTENTS) < 1.0:
-                state.add("booking", 1.2, tok)
-            return
+            return tok
+    return None
+
+
+def _reach_failed(words: list[Token]) -> bool:
+    """Return True when the client reports failing to get through: "не могу
+    дозвониться", "никто не берёт трубку"."""
+    for tok in words:
+        if tok.lemma in REACH_VERBS:
+            return True
+        if tok.lemma in ("брать", "взять") and _negated(words, tok):
+            if any(t.lemma in UNANSWERED_OBJECTS for t in words):
+                return True
+    return False
 
 
 def _off_topic(state: _State) -> None:
@@ -1047,6 +1169,10 @@ def _off_topic(state: _State) -> None:
     if lemmas & (lexicon.DOMAIN_LEMMAS | VISIT_CHANGE_WORDS) or any(
         t.lemma in lexicon.STAFF for t in words
     ):
+        return
+    if _call_request(words) is not None:
+        # A call-back request is on topic. The spam cues run before this
+        # point and catch an advert that requests a call.
         return
     if any(f.role == "new" and f.day for f in state.fragments):
         return
@@ -1100,6 +1226,10 @@ def _urgency(
             # "опаздываю на 15 минут": the client is on the way now.
             score += 2.0
             reasons.append(tok.text.lower())
+        elif lemma in ("течение", "близкий") and _within_hour(words, pos):
+            # "перезвоните в течение часа", "в ближайшие полчаса".
+            score += 2.0
+            reasons.append(" ".join(t.text.lower() for t in words[pos : pos + 2]))
         elif lemma == "только" and nxt is not None and nxt.norm == "что":
             score += 1.5
             reasons.append("только что")
@@ -1138,6 +1268,21 @@ def _urgency(
                 score += 2.0
                 reasons.append("ждёт сейчас")
     return score, reasons
+
+
+def _within_hour(words: list[Token], pos: int) -> bool:
+    """Return True for a deadline of an hour or less: "в течение часа", "в
+    течение 30 минут", "в ближайший час"."""
+    ahead = words[pos + 1 : pos + 3]
+    if not ahead:
+        return False
+    if ahead[0].lemma in CALL_UNITS:
+        return True
+    return (
+        (ahead[0].pos == "NUMR" or ahead[0].norm.isdigit())
+        and len(ahead) > 1
+        and ahead[1].lemma in ("минута", "мин")
+    )
 
 
 def _name(doc: Doc) -> str | None:
@@ -1312,13 +1457,19 @@ class OfflineEngine:
             wanted = choose_desired(state.fragments)
             if wanted is not None:
                 desired_day = wanted.day
-                hour = wanted.hour
-                desired = datetime.combine(
-                    wanted.day,
-                    time(hour or 0, wanted.minute if hour is not None else 0),
-                    tzinfo=zone,
-                )
-                precision = "hour" if hour is not None else "day"
+                desired = _at(wanted, zone)
+                precision = "hour" if wanted.hour is not None else "day"
+
+        appointment = None
+        appointment_precision = None
+        if "spam" not in tags and ("cancel" in tags or "reschedule" in tags):
+            # A plain cancellation asks for no new time, so a day it names
+            # that the role rules left as "new" is still the booked visit.
+            only_cancel = "booking" not in tags and "reschedule" not in tags
+            booked = choose_appointment(state.fragments, include_new=only_cancel)
+            if booked is not None:
+                appointment = _at(booked, zone)
+                appointment_precision = "hour" if booked.hour is not None else "day"
 
         urgent_score, urgent_reasons = _urgency(state, tags, desired_day)
         confidence["urgent"] = (
@@ -1347,6 +1498,8 @@ class OfflineEngine:
             service=service,
             desired_time=desired,
             desired_time_precision=precision,
+            appointment_time=appointment,
+            appointment_time_precision=appointment_precision,
             confidence={k: round(v, 3) for k, v in confidence.items()},
             engine="offline",
             explanation=_explain(state, tags, urgent, urgent_reasons, fallback),
@@ -1366,6 +1519,14 @@ class OfflineEngine:
             return ["spam"]
         tags = [t for t in INTENTS if t != "spam" and scores[t] >= THRESHOLD]
         return tags or ["question"]
+
+
+def _at(moment: DesiredTime, zone: ZoneInfo) -> datetime:
+    """Combine a parsed day and hour in ``zone``. A day alone starts at
+    midnight."""
+    hour = moment.hour
+    minute = moment.minute if hour is not None else 0
+    return datetime.combine(moment.day, time(hour or 0, minute), tzinfo=zone)
 
 
 REVIEW_NEAR_MISS = 0.6

@@ -108,6 +108,7 @@ STATE_VERBS = frozenset({"остаться", "освободиться", "поя
 UNIT_ABBREVIATIONS = frozenset(
     {"см", "мм", "м", "кг", "км", "г", "руб", "р", "т", "тыс", "шт", "мл", "л"}
 )
+OTHER_SLOT_NOUNS = frozenset({"время", "день", "дата", "число", "час"})
 GREETING_AFTER_C = frozenset(
     {"весь", "вас", "тебя", "наступающий", "праздник", "прошедший", "новый"}
 )
@@ -424,10 +425,14 @@ class _Scanner:
             return True
         return self.lemma(i) == "полдень" and prev in ("в", "к", "после")
 
-    def _hour(self, i: int, hour: int, minute: int) -> Component:
-        end = i
+    def _hour(
+        self, i: int, hour: int, minute: int, last: int | None = None
+    ) -> Component:
+        """Build the hour that starts at token ``i`` and whose digits end at
+        ``last`` (``i`` unless the minutes were dictated apart)."""
+        end = i if last is None else last
         period = ""
-        for j in (i + 1, i + 2):
+        for j in (end + 1, end + 2):
             lemma = self.lemma(j)
             if lemma in HOUR_NOUNS and lemma not in ("утро", "вечер", "день", "ночь"):
                 end = j
@@ -512,7 +517,14 @@ class _Scanner:
             "pm",
         )
         if nxt is not None and nxt.pos == "NOUN" and not nxt_is_time_word:
-            return 1
+            # "2 стрижки", "10 занятий" count things. A noun in the
+            # nominative singular cannot follow a count above one, so "в 17
+            # стрижка" names the hour of the visit.
+            names_visit = (
+                prev in ("в", "к") and value > 1 and nxt.has("nomn") and nxt.has("sing")
+            )
+            if not names_visit:
+                return 1
         if nxt is not None and nxt.norm in UNIT_ABBREVIATIONS:
             return 1
         if (
@@ -531,8 +543,25 @@ class _Scanner:
         if prev in HOUR_PREPS or prev in ("час", "часик") or nxt_is_time_word:
             if prev == "до" or (prev in ("час", "часик") and prev2 == "до"):
                 return 1
+            minute = self._spoken_minute(i)
+            if minute is not None:
+                # "в 15 30": dictated "15:30".
+                return self._add(self._hour(i, value, minute, last=i + 1))
             return self._add(self._hour(i, value, 0))
         return 1
+
+    def _spoken_minute(self, i: int) -> int | None:
+        """Minutes dictated after the hour at ``i`` ("15 30"), if any."""
+        if i + 1 >= len(self.tokens):
+            return None
+        tok = self.tokens[i + 1]
+        if tok.kind != "num" or len(tok.norm) != 2:
+            return None
+        after = self.word(i + 2)
+        if after is not None and after.pos == "NOUN" and after.lemma not in HOUR_NOUNS:
+            return None
+        value = int(tok.norm)
+        return value if value < 60 else None
 
     def _year_after(self, i: int) -> int | None:
         tok = self.word(i + 2)
@@ -671,7 +700,19 @@ def _negated_come(tokens: list[Token], i: int) -> bool:
     ):
         return False
     window = [t.norm for t in tokens[max(0, i - 3) : i]]
-    return "не" in window
+    if "не" not in window:
+        return False
+    if tok.lemma in ("мочь", "смочь"):
+        # "не могу дозвониться" is about reaching the business, while "не
+        # смогу прийти" and "не смогу в пятницу" give up a visit.
+        nxt = next((t for t in tokens[i + 1 :] if t.is_word), None)
+        if (
+            nxt is not None
+            and nxt.pos == "INFN"
+            and nxt.lemma not in lexicon.COME_VERBS | lexicon.VISIT_VERBS
+        ):
+            return False
+    return True
 
 
 def _mentions_change(doc: Doc) -> bool:
@@ -699,6 +740,10 @@ def _assign_role(doc: Doc, frag: Fragment, reschedule: bool) -> str:
         return "old"
 
     clause = _clause_tokens(doc, frag.start)
+    if _follows_move_verb(clause, frag):
+        # "я записан на понедельник, можно перенести на среду" without the
+        # comma: the day after the move verb is the new one.
+        return "new"
     if any(t.lemma in ("записать", "записаться") and t.has("past") for t in clause):
         return "old"
 
@@ -744,6 +789,20 @@ def _assign_role(doc: Doc, frag: Fragment, reschedule: bool) -> str:
     return "new"
 
 
+def _follows_move_verb(clause: list[Token], frag: Fragment) -> bool:
+    """Return True when a move verb, and no "записан" after it, comes before
+    the fragment in its clause."""
+    last = None
+    for tok in clause:
+        if tok.index >= frag.start:
+            break
+        if tok.lemma in lexicon.RESCHEDULE_VERBS:
+            last = "move"
+        elif tok.lemma in ("записать", "записаться") and tok.has("past"):
+            last = "booked"
+    return last == "move" and frag.prep in ("на", "в", "во")
+
+
 def _has_service_noun(clause: list[Token]) -> bool:
     from .services import match_services
 
@@ -770,7 +829,62 @@ def find_fragments(doc: Doc, today: date, reschedule: bool) -> list[Fragment]:
     fragments = _group(doc, comps)
     for frag in fragments:
         frag.role = _assign_role(doc, frag, reschedule)
+    if reschedule:
+        _mark_moved_from(doc, fragments)
     return fragments
+
+
+def _mark_moved_from(doc: Doc, fragments: list[Fragment]) -> None:
+    """Mark the booked day in a move written without "с": "перенести приём
+    18 марта на 25 марта", "тренировку в субботу перенесём на воскресенье",
+    "перенести запись на завтра на другое время"."""
+    for sentence in doc.sentences:
+        if not sentence:
+            continue
+        first, last = sentence[0].index, sentence[-1].index
+        days = [
+            f
+            for f in fragments
+            if f.role == "new" and f.day is not None and first <= f.start <= last
+        ]
+        if len(days) >= 2 and days[-1].prep == "на":
+            for frag in days[:-1]:
+                if frag.prep != "на":
+                    frag.role = "old"
+
+        # "тренировку завтра в 8 можно перенести на 10", "запись на завтра
+        # с 12 на 15": a later bare hour after "на" replaces the hour of the
+        # day named before it.
+        hours = [
+            f
+            for f in fragments
+            if f.role == "new"
+            and f.day is None
+            and f.hour is not None
+            and f.prep == "на"
+            and first <= f.start <= last
+        ]
+        if hours:
+            for frag in days:
+                if frag.hour is not None and frag.end < hours[-1].start:
+                    frag.role = "old"
+
+        # "на другое время" leaves the new slot to the business, so a day
+        # before it names the booked visit.
+        other = next(
+            (
+                t
+                for t in sentence
+                if t.lemma == "другой"
+                and t.index + 1 <= last
+                and doc.tokens[t.index + 1].lemma in OTHER_SLOT_NOUNS
+            ),
+            None,
+        )
+        if other is not None:
+            for frag in days:
+                if frag.end < other.index:
+                    frag.role = "old"
 
 
 @dataclass
@@ -819,7 +933,42 @@ def choose_desired(fragments: list[Fragment]) -> DesiredTime | None:
     if chosen_day is None:
         return None
     if hour is None and same_time and old_first is not None:
-        if old_first.hour is not None:
-            hour, minute = old_first.hour, old_first.minute
+        old_hour = _old_hour([f for f in fragments if f.role == "old"], old_first.day)
+        if old_hour is not None:
+            hour, minute = old_hour
     asap = chosen.asap if chosen is not None else False
     return DesiredTime(day=chosen_day, hour=hour, minute=minute, asap=asap)
+
+
+def _old_hour(old: list[Fragment], day: date | None) -> tuple[int, int] | None:
+    """Return an hour given apart from the booked day: "с завтра ..., я записана на
+    14:00"."""
+    for frag in old:
+        if frag.hour is not None and (frag.day is None or frag.day == day):
+            return frag.hour, frag.minute
+    return None
+
+
+def choose_appointment(
+    fragments: list[Fragment], include_new: bool = False
+) -> DesiredTime | None:
+    """Pick the start of the booked visit that the client cancels or moves.
+
+    The first "old" fragment with a day wins, or with ``include_new`` the
+    first "new" one when no fragment is "old". An hour given apart from the
+    day joins it. An hour with no day ("отмените запись на 15:00") gives no
+    result, because the booked day is a guess.
+    """
+    old = [f for f in fragments if f.role == "old"]
+    if include_new and not any(f.day is not None for f in old):
+        old = [f for f in fragments if f.role == "new"]
+    first = next((f for f in old if f.day is not None), None)
+    if first is None:
+        return None
+    if first.hour is not None:
+        hour = (first.hour, first.minute)
+    else:
+        hour = _old_hour(old, first.day)
+    if hour is None:
+        return DesiredTime(day=first.day, hour=None, minute=0)
+    return DesiredTime(day=first.day, hour=hour[0], minute=hour[1])

@@ -47,6 +47,10 @@ class Classification:
     service: str | None = None
     desired_time: datetime | None = None
     desired_time_precision: Precision | None = None
+    # Start of the client's existing appointment that a cancellation or a
+    # reschedule refers to. The new time of a reschedule is ``desired_time``.
+    appointment_time: datetime | None = None
+    appointment_time_precision: Precision | None = None
     confidence: dict[str, float] = field(default_factory=dict)
     engine: str = "offline"
     explanation: str = ""
@@ -62,6 +66,8 @@ class Classification:
             raise ValueError("spam excludes all other tags")
         if self.desired_time is not None and self.desired_time.tzinfo is None:
             raise ValueError("desired_time must be timezone-aware")
+        if self.appointment_time is not None and self.appointment_time.tzinfo is None:
+            raise ValueError("appointment_time must be timezone-aware")
 
     def decision_confidence(self) -> float:
         """Lowest confidence among the chosen tags and the urgent decision."""
@@ -90,6 +96,10 @@ class Classification:
                 self.desired_time.isoformat() if self.desired_time else None
             ),
             "desired_time_precision": self.desired_time_precision,
+            "appointment_time": (
+                self.appointment_time.isoformat() if self.appointment_time else None
+            ),
+            "appointment_time_precision": self.appointment_time_precision,
             "confidence": {k: round(v, 3) for k, v in self.confidence.items()},
             "engine": self.engine,
             "explanation": self.explanation,

@@ -72,6 +72,8 @@ class FakeChatServer:
 
     def __init__(self) -> None:
         self.mode = "good"
+        # The reply in "good" mode, which a test may replace.
+        self.answer: dict[str, Any] = GOOD_ANSWER
         self.delay = 30.0
         self.requests: list[dict[str, Any]] = []
         self.raw_bodies: list[str] = []
@@ -100,7 +102,7 @@ class FakeChatServer:
                 content = {
                     "invalid_json": "this is {not json",
                     "schema_invalid": json.dumps({"tags": ["maybe"], "urgent": "yes"}),
-                }.get(server.mode, json.dumps(GOOD_ANSWER, ensure_ascii=False))
+                }.get(server.mode, json.dumps(server.answer, ensure_ascii=False))
                 self._send(
                     200,
                     {

@@ -14,6 +14,10 @@ from b24app.tagging.evaluate import evaluate, format_table
 
 from .conftest import DEV_SET, OWN_SETS, load_jsonl
 
+# Call-back requests, urgent leads, and cancellations and reschedules that
+# name the booked visit, labelled with ``appointment_time`` as well.
+EXTRA_SET = Path(__file__).parent / "data" / "extra_messages.jsonl"
+
 
 def _metrics(engine: OfflineEngine, path: Path) -> dict[str, Any]:
     records = load_jsonl(path)
@@ -109,3 +113,33 @@ def test_evaluate_false_alarm_keeps_precision() -> None:
 def test_format_table_marks_na() -> None:
     gold = [{"tags": ["booking"], "urgent": False}]
     assert "n/a" in format_table(evaluate(gold, gold))
+
+
+@pytest.fixture(scope="module")
+def extra_metrics(engine: OfflineEngine) -> dict[str, Any]:
+    return _metrics(engine, EXTRA_SET)
+
+
+def test_quality_extra_macro_f1(extra_metrics: dict[str, Any]) -> None:
+    assert extra_metrics["macro_f1"] >= 0.9, format_table(extra_metrics)
+
+
+@pytest.mark.parametrize(
+    "tag", ["booking", "reschedule", "cancel", "question", "urgent"]
+)
+def test_quality_extra_tag_f1(extra_metrics: dict[str, Any], tag: str) -> None:
+    assert extra_metrics["per_tag"][tag]["f1"] >= 0.85, format_table(extra_metrics)
+
+
+def test_quality_extra_desired_time(extra_metrics: dict[str, Any]) -> None:
+    assert extra_metrics["time_accuracy"] >= 0.9, format_table(extra_metrics)
+
+
+def test_quality_extra_appointment_time(extra_metrics: dict[str, Any]) -> None:
+    assert extra_metrics["appointment_labelled"] == extra_metrics["count"]
+    assert extra_metrics["appointment_accuracy"] >= 0.9, format_table(extra_metrics)
+
+
+def test_quality_extra_name_and_service(extra_metrics: dict[str, Any]) -> None:
+    assert extra_metrics["name_accuracy"] >= 0.9, format_table(extra_metrics)
+    assert extra_metrics["service_accuracy"] >= 0.9, format_table(extra_metrics)
