@@ -87,13 +87,16 @@ def kpi():
     Query: ``period`` (day, week or month: the last N local days up to
     today), or ``from`` and ``to`` (YYYY-MM-DD, inclusive, at most 366
     days). Fields: see docs/kpi.md; times in business minutes, shares as
-    fractions 0..1, money in the deals' currency.
+    fractions 0..1, money in the currency named by ``currency.code``.
     """
     services = get_services()
     start, end = _period(portal_settings.timezone(g.portal))
     body = report.kpi_report(services, g.portal, start, end)
     managers = names.manager_names(
-        services, g.portal, (row["key"] for row in body["by_manager"])
+        services,
+        g.portal,
+        (row["key"] for row in body["by_manager"]),
+        lang=g.viewer.language,
     )
     body["names"] = {"managers": managers or {}, "loaded": managers is not None}
     return jsonify(body)

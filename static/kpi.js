@@ -14,6 +14,9 @@
   var PERCENT_SIGN = "\u202f%";
   var numberFormat = new Intl.NumberFormat(locale, {maximumFractionDigits: 1});
   var moneyFormat = new Intl.NumberFormat(locale, {maximumFractionDigits: 0});
+  // Amounts are in the portal's base currency (ISO 4217 code from the API);
+  // without a known code they are shown as plain numbers.
+  var currencyFormat = moneyFormat;
   var dayFormat = new Intl.DateTimeFormat(locale, {day: "numeric", month: "short"});
   var pluralRules = new Intl.PluralRules(locale);
   var charts = {};
@@ -30,6 +33,7 @@
          low: "Нижняя граница 80\u202f%", high: "Верхняя граница 80\u202f%",
          target: "цель", of: "из", lateOf: "из них поздних {n}",
          amountKnown: "сумма есть у {share} визитов",
+         leftOut: "визитов в другой валюте без курса: {n}, не учтены",
          channels: {openline: "Открытые линии", site: "Сайт", email: "E-mail",
                     phone: "Телефон", ads: "Реклама", referral: "Рекомендации",
                     other: "Другое"},
@@ -73,6 +77,7 @@
          low: "80\u202f% low", high: "80\u202f% high",
          target: "target", of: "of", lateOf: "{n} of them late",
          amountKnown: "amount known for {share} of visits",
+         leftOut: "visits in another currency without a rate: {n}, not counted",
          channels: {openline: "Open lines", site: "Website", email: "E-mail",
                     phone: "Phone", ads: "Ads", referral: "Referrals", other: "Other"},
          manager: "Manager #{id}", noManager: "No responsible user",
@@ -188,8 +193,38 @@
       numberFormat.format(Math.round(value * 1000) / 10) + PERCENT_SIGN;
   }
 
+  // An amount in the base currency: "12 500 ₽" in Russian, "₽12,500" in English.
   function money(value) {
+    return value === null || value === undefined ? "—" : currencyFormat.format(value);
+  }
+
+  // A plain whole number, for amounts the owner enters (ad spend).
+  function amount(value) {
     return value === null || value === undefined ? "—" : moneyFormat.format(value);
+  }
+
+  function setCurrency(code) {
+    currencyFormat = moneyFormat;
+    root.dataset.currency = code || "";
+    if (!code) { return; }
+    try {
+      currencyFormat = new Intl.NumberFormat(locale, {
+        style: "currency", currency: code, currencyDisplay: "narrowSymbol",
+        minimumFractionDigits: 0, maximumFractionDigits: 0});
+    } catch (err) {
+      // An unknown code: keep plain numbers rather than fail the tab.
+      currencyFormat = moneyFormat;
+    }
+  }
+
+  // Axis ticks and tooltips of a chart of amounts.
+  function moneyOptions(extra) {
+    return Object.assign({
+      scales: {y: {beginAtZero: true, ticks: {callback: function (value) { return money(value); }}}},
+      plugins: {legend: {display: false},
+                tooltip: {callbacks: {label: function (item) {
+                  return item.dataset.label + ": " + money(item.parsed.y);
+                }}}}}, extra || {});
   }
 
   function counted(count, forms) {
@@ -319,8 +354,14 @@
     show("cancelled", visits.cancelled);
     show("cancelled-detail", visits.cancelled ? fill(T.lateOf, {n: number(visits.late_cancelled)}) : "");
     show("revenue", money(visits.revenue));
-    show("revenue-coverage", visits.amount_coverage === null ? "" :
-         fill(T.amountKnown, {share: percent(visits.amount_coverage)}));
+    var coverageNotes = [];
+    if (visits.amount_coverage !== null) {
+      coverageNotes.push(fill(T.amountKnown, {share: percent(visits.amount_coverage)}));
+    }
+    if (data.currency && data.currency.visits_left_out) {
+      coverageNotes.push(fill(T.leftOut, {n: number(data.currency.visits_left_out)}));
+    }
+    show("revenue-coverage", coverageNotes.join("; "));
     show("avg-check", money(visits.average_check));
     show("per-employee", money(visits.revenue_per_employee));
     show("retention", percent(ret.rate));
@@ -361,7 +402,7 @@
       {scales: {x: {stacked: true}, y: {stacked: true, ticks: {precision: 0}}}});
     bars("chart-revenue", days,
          [{label: T.revenue, data: data.deals_per_day.map(function (d) { return d.revenue; }),
-           backgroundColor: "#39a8ef"}], {plugins: {legend: {display: false}}});
+           backgroundColor: "#39a8ef"}], moneyOptions());
   }
 
   function forecastNote(series) {
@@ -370,7 +411,7 @@
     return T.backtest + percent(bt.mape) + T.hits + bt.interval_hits;
   }
 
-  function forecastChart(id, series, color, band) {
+  function forecastChart(id, series, color, band, isMoney) {
     var weeks = series.weeks;
     draw(id, {
       type: "line",
@@ -383,8 +424,13 @@
                 backgroundColor: band, fill: "-1"},
                {label: T.forecast, data: weeks.map(function (w) { return w.value; }),
                 borderColor: color, backgroundColor: color, fill: false}]},
-      options: {plugins: {legend: {labels: {filter: function (item) { return item.datasetIndex > 0; }}}},
-                scales: {y: {beginAtZero: true}}}
+      options: {plugins: {legend: {labels: {filter: function (item) { return item.datasetIndex > 0; }}},
+                          tooltip: isMoney ? {callbacks: {label: function (item) {
+                            return item.dataset.label + ": " + money(item.parsed.y);
+                          }}} : {}},
+                scales: {y: isMoney ?
+                  {beginAtZero: true, ticks: {callback: function (value) { return money(value); }}} :
+                  {beginAtZero: true}}}
     });
   }
 
@@ -396,6 +442,9 @@
        color: "#2fc6f6", band: "rgba(47, 198, 246, 0.18)"},
       {note: "forecast-revenue-note", canvas: "chart-forecast-revenue", key: "revenue",
        color: "#39a8ef", band: "rgba(57, 168, 239, 0.18)"}];
+    if (result.available && result.currency && !root.dataset.currency) {
+      setCurrency(result.currency);
+    }
     parts.forEach(function (part) {
       var note = document.getElementById(part.note);
       var canvas = document.getElementById(part.canvas);
@@ -409,7 +458,7 @@
       }
       canvas.hidden = false;
       note.textContent = forecastNote(result[part.key]);
-      forecastChart(part.canvas, result[part.key], part.color, part.band);
+      forecastChart(part.canvas, result[part.key], part.color, part.band, part.key === "revenue");
     });
     root.dataset.forecast = result.available ? "shown" : "hidden";
   }
@@ -515,6 +564,7 @@
     lastQuery = q;
     api("/kpi?" + q).then(function (data) {
       document.getElementById("error").hidden = true;
+      setCurrency(data.currency ? data.currency.code : null);
       renderResponse(data);
       renderFunnel(data);
       root.dataset.loaded = "true";
@@ -637,7 +687,7 @@
       var row = document.createElement("tr");
       row.dataset.month = item.month;
       row.dataset.channel = item.channel;
-      [item.month, channelName(item.channel), money(item.amount)].forEach(function (text, index) {
+      [item.month, channelName(item.channel), amount(item.amount)].forEach(function (text, index) {
         var cell = document.createElement("td");
         cell.textContent = text;
         if (index === 2) { cell.className = "amount"; }

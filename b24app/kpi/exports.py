@@ -18,6 +18,7 @@ from openpyxl import Workbook
 from sqlalchemy import select
 
 from b24app import portal_settings
+from b24app.kpi import currency
 from b24app.kpi import settings as kpi_settings
 from b24app.kpi.first_response import first_response_report
 from b24app.kpi.models import KpiSettings
@@ -26,6 +27,19 @@ from b24app.models import Portal
 from b24app.services import Services
 
 FEED_DAYS = 90
+# Amount fields and columns (the last part of a dotted key), in the base
+# currency. The XLSX download shows them with the currency's sign.
+MONEY_KEYS = frozenset(
+    {
+        "revenue",
+        "revenue_12m",
+        "average_check",
+        "revenue_per_employee",
+        "cac",
+        "ltv_12m",
+        "spend",
+    }
+)
 DAILY_COLUMNS = [
     "date",
     "leads",
@@ -45,7 +59,9 @@ def daily_rows(
     cfg = kpi_settings.load(services, portal)
     leads = {
         row["date"]: row["leads"]
-        for row in first_response_report(services, portal, start, end)["leads_per_day"]
+        for row in first_response_report(services, portal, start, end, cfg=cfg)[
+            "leads_per_day"
+        ]
     }
     with services.db.session() as session:
         series = deal_series(session, portal.id, cfg, tz, start, end)
@@ -182,6 +198,13 @@ TITLES: dict[str, dict[str, str]] = {
         "capacity": "Мест в день",
         "free_slots": "Свободные места",
         "free_slots_source": "источник свободных мест",
+        "currency": "Валюта",
+        "code": "код",
+        "source": "источник",
+        "rates_read_at": "курсы прочитаны",
+        "visits_other_currency": "визиты в другой валюте",
+        "visits_converted": "пересчитаны по курсу",
+        "visits_left_out": "без курса, не учтены",
     },
     "en": {
         "field": "Field",
@@ -213,6 +236,13 @@ TITLES: dict[str, dict[str, str]] = {
         "coverage": "Data coverage",
         "deals_per_day": "Deals per day",
         "bookings": "Bookings",
+        "currency": "Currency",
+        "code": "code",
+        "source": "source",
+        "rates_read_at": "rates read at",
+        "visits_other_currency": "visits in another currency",
+        "visits_converted": "converted at a rate",
+        "visits_left_out": "without a rate, not counted",
     },
 }
 
@@ -253,14 +283,18 @@ def to_xlsx(report: dict[str, Any], lang: str = "ru") -> bytes:
 
     Headers, field names and sheet names are readable titles in ``lang``
     (Russian unless ``en``). The summary sheet keeps the machine key in
-    its third column.
+    its third column. Amounts (``MONEY_KEYS``) get a number format with the
+    report currency's sign, so the cells stay numbers.
     """
+    money_format = currency.xlsx_format(report_currency(report), lang)
     book = Workbook()
     sheet = book.active
     sheet.title = "Summary" if lang == "en" else "Сводка"
     sheet.append([title("field", lang), title("value", lang), title("key", lang)])
     for name, value in flatten(report):
         sheet.append([title(name, lang), _cell(value), name])
+        if _is_money(name, value):
+            sheet.cell(row=sheet.max_row, column=2).number_format = money_format
     used = {sheet.title}
     for name, rows in tables(report).items():
         table = book.create_sheet(_sheet_name(title(name, lang), used))
@@ -268,9 +302,27 @@ def to_xlsx(report: dict[str, Any], lang: str = "ru") -> bytes:
         table.append([title(c, lang) for c in columns])
         for row in rows:
             table.append([_cell(row.get(c)) for c in columns])
+            for index, column in enumerate(columns, start=1):
+                if _is_money(column, row.get(column)):
+                    cell = table.cell(row=table.max_row, column=index)
+                    cell.number_format = money_format
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def report_currency(report: dict[str, Any]) -> str | None:
+    """Return the currency code of a report's amounts (a KPI or periodic report)."""
+    value = report.get("currency")
+    if isinstance(value, dict):
+        return value.get("code")
+    return value if isinstance(value, str) else None
+
+
+def _is_money(key: str, value: Any) -> bool:
+    last = key.rsplit(".", 1)[-1]
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return is_number and last in MONEY_KEYS and not key.startswith("coverage.")
 
 
 def _sheet_name(name: str, used: set[str]) -> str:

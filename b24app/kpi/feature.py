@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from b24app import features, portal_settings
 from b24app.bitrix.errors import BitrixCallError
-from b24app.kpi import alerts, history, mail, rollup, sync
+from b24app.kpi import alerts, currency, history, mail, rollup, sync
 from b24app.kpi import settings as kpi_settings
 from b24app.kpi.models import KpiImport, KpiSettings
 from b24app.models import InboundEvent, Portal
@@ -117,6 +117,9 @@ def reconcile_portal(
         since = row.reconciled_at if row else None
     since = (since or now - timedelta(days=2)) - RECONCILE_OVERLAP
     client = services.client(portal)
+    # The rates move, and the base currency may change: read them before
+    # the deals, so the deals are converted with the current ones.
+    currency.refresh(services, portal)
     cfg = kpi_settings.load(services, portal)
     tz = portal_settings.timezone(portal)
     records = list(

@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 
 from b24app import portal_settings
 from b24app.kpi import rollup
+from b24app.kpi import settings as kpi_settings
 from b24app.models import Escalation, Lead, Portal
 from b24app.services import Services
 
@@ -57,12 +58,16 @@ def first_response_report(
     start: date,
     end: date,
     now: datetime | None = None,
+    cfg: kpi_settings.KpiConfig | None = None,
 ) -> dict[str, Any]:
-    """Return the first-response KPIs for ``start``..``end`` (inclusive local days)."""
+    """Return the first-response KPIs for ``start``..``end`` (inclusive local days).
+
+    ``cfg`` is the portal's KPI settings when the caller has loaded them.
+    """
     now = now or datetime.now(UTC)
     tz = portal_settings.timezone(portal)
     lower, upper = period_bounds(tz, start, end)
-    found, by_day = rollup.cells(services, portal, start, end, now)
+    found, by_day = rollup.cells(services, portal, start, end, now, cfg=cfg)
 
     with services.db.session() as session:
         tasks = session.scalar(

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from b24app import portal_settings
+from b24app.kpi import currency
 from b24app.kpi import settings as kpi_settings
 from b24app.kpi.models import KpiDeal
 from b24app.kpi.report import deal_series
@@ -159,9 +160,12 @@ def forecast(
             first_day, yesterday - timedelta(days=WINDOW_DAYS + HORIZON_DAYS - 1)
         )
         series = deal_series(session, portal.id, cfg, tz, start, yesterday)
+        money = currency.code_of(session, portal.id, cfg)
     return {
         "available": True,
         "history_days": history_days,
+        # The currency of the revenue figures.
+        "currency": money,
         "method": "weekday factors + linear trend, 80 % normal interval",
         "bookings": forecast_series([d["bookings"] for d in series], yesterday),
         "revenue": forecast_series([d["revenue"] for d in series], yesterday),

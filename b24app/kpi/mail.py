@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from b24app import portal_settings
-from b24app.kpi import png
+from b24app.kpi import currency, png
 from b24app.kpi import settings as kpi_settings
 from b24app.kpi.claims import claim, mark, release
 from b24app.kpi.report import weekly_report
@@ -41,6 +41,7 @@ LABELS = {
         "no_show": "Не пришли (доля)",
         "cancelled": "Отмены (поздние)",
         "sla": "В срок SLA",
+        "revenue": "Выручка",
         "bookings": "Записи по дням",
         "channels": "Лиды по каналам",
     },
@@ -54,6 +55,7 @@ LABELS = {
         "no_show": "No-shows (rate)",
         "cancelled": "Cancelled (late)",
         "sla": "Within SLA",
+        "revenue": "Revenue",
         "bookings": "Bookings per day",
         "channels": "Leads by channel",
     },
@@ -78,6 +80,10 @@ def build_message(
         (text["no_show"], f"{report['no_show']} ({_pct(report['no_show_rate'])})"),
         (text["cancelled"], f"{report['cancelled']} ({report['late_cancelled']})"),
         (text["sla"], _pct(report["within_sla_share"])),
+        (
+            text["revenue"],
+            currency.money_text(report.get("revenue"), report.get("currency"), lang),
+        ),
     ]
     message = EmailMessage()
     message["Subject"] = text["subject"].format(start=report["from"], end=report["to"])

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from b24app import portal_settings
-from b24app.kpi import metrics, rollup
+from b24app.kpi import currency, metrics, rollup
 from b24app.kpi import settings as kpi_settings
 from b24app.kpi.first_response import first_response_report, period_bounds
 from b24app.kpi.models import KpiDeal, KpiDealDay
@@ -45,11 +45,12 @@ def kpi_report(
     end: date,
     now: datetime | None = None,
 ) -> dict[str, Any]:
+    """Return every KPI of ``start``..``end`` (inclusive local days)."""
     now = now or datetime.now(UTC)
     tz = portal_settings.timezone(portal)
-    cfg = kpi_settings.load(services, portal)
+    cfg = currency.ensure(services, portal, kpi_settings.load(services, portal))
     lower, upper = period_bounds(tz, start, end)
-    report = first_response_report(services, portal, start, end, now=now)
+    report = first_response_report(services, portal, start, end, now=now, cfg=cfg)
 
     with services.db.session() as session:
         visits = metrics.appointments(session, portal.id, cfg, lower, upper)
@@ -59,6 +60,7 @@ def kpi_report(
         )
         coverage = metrics.coverage(session, portal.id, cfg, lower, upper)
         series = deal_series(session, portal.id, cfg, tz, start, end)
+        money = currency_summary(session, portal.id, cfg, lower, upper)
 
     conversion = _conversion(report, cfg)
     targets = cfg.targets
@@ -76,6 +78,7 @@ def kpi_report(
                 "contact_of_visits": visits["contact_coverage"],
             },
             "deals_per_day": series,
+            "currency": money,
             "status": {
                 "answered_share": _status(
                     report["answered_share"], targets.get("answered_share")
@@ -97,11 +100,58 @@ def kpi_report(
             "units": {
                 "times": "business minutes",
                 "shares": "fraction 0..1",
-                "money": "deal currency",
+                "money": money["code"] or "deal currency",
             },
         }
     )
     return report
+
+
+def currency_summary(
+    session, portal_id: int, cfg, lower: datetime, upper: datetime
+) -> dict[str, Any]:
+    """Describe the currency of the amounts and the visits in other currencies.
+
+    ``code`` is the portal's base currency (``source`` "portal"). Before it
+    has been read, it is the one currency of the portal's latest stored
+    deals (``source`` "deals"), or None when they have none or several.
+    """
+    stored = currency.info(cfg)
+    base = stored["base"] if stored else None
+    summary: dict[str, Any] = {
+        "code": base,
+        "source": "portal" if base else None,
+        "rates_read_at": stored.get("read_at") if stored else None,
+        "visits_other_currency": 0,
+        "visits_converted": 0,
+        "visits_left_out": 0,
+    }
+    if base is None:
+        summary["code"] = currency.deals_currency(session, portal_id)
+        summary["source"] = "deals" if summary["code"] else None
+        return summary
+
+    visits = session.scalars(
+        select(KpiDeal.extra).where(
+            KpiDeal.portal_id == portal_id,
+            KpiDeal.category_id.in_(cfg.categories or [-1]),
+            KpiDeal.deleted.is_(False),
+            KpiDeal.stage_id.in_(cfg.stages("visited") or ["-"]),
+            KpiDeal.appointment_at >= lower,
+            KpiDeal.appointment_at < upper,
+        )
+    )
+    for extra in visits:
+        code = (extra or {}).get("CURRENCY_ID")
+        raw = (extra or {}).get("OPPORTUNITY")
+        if not code or code == base or raw is None:
+            continue
+        summary["visits_other_currency"] += 1
+        if currency.to_base(raw, code, stored) is None:
+            summary["visits_left_out"] += 1
+        else:
+            summary["visits_converted"] += 1
+    return summary
 
 
 def _conversion(report: dict[str, Any], cfg) -> dict[str, Any]:
@@ -204,7 +254,7 @@ def daily_report(
     """Report new leads, answered share, urgent leads, SLA breaches, free slots."""
     tz = portal_settings.timezone(portal)
     cfg = kpi_settings.load(services, portal)
-    base = first_response_report(services, portal, day, day, now=now)
+    base = first_response_report(services, portal, day, day, now=now, cfg=cfg)
     lower, upper = period_bounds(tz, day, day)
     with services.db.session() as session:
         series = deal_series(session, portal.id, cfg, tz, day, day)[0]
@@ -283,6 +333,8 @@ def weekly_report(
         ],
         "answered_share": full["answered_share"],
         "first_response_median": full["first_response_minutes"]["median"],
+        "revenue": full["appointments"]["revenue"],
+        "currency": full["currency"]["code"],
         "deals_per_day": full["deals_per_day"],
     }
 
@@ -309,4 +361,6 @@ def monthly_report(
         "retention_3m": full["retention"]["rate"],
         "retention_window_complete": full["retention"]["window_complete"],
         "amount_coverage": visits["amount_coverage"],
+        "currency": full["currency"]["code"],
+        "visits_left_out": full["currency"]["visits_left_out"],
     }

@@ -177,13 +177,15 @@ def cells(
     start: date,
     end: date,
     now: datetime | None = None,
+    cfg: kpi_settings.KpiConfig | None = None,
 ) -> tuple[dict[Key, Cell], dict[str, int]]:
     """Return the cells of local days ``start``..``end`` and the leads per day.
 
     Whole past months are read as one row per channel and one per manager
     (keys ``(month, channel, None)`` and ``(month, None, manager)``, see
     ``summarize``). Their keys carry the month's first day, so per-day
-    figures come from the second value only.
+    figures come from the second value only. ``cfg`` is the portal's KPI
+    settings when the caller has loaded them already.
     """
     from b24app.kpi.first_response import period_bounds
 
@@ -191,7 +193,8 @@ def cells(
     tz = portal_settings.timezone(portal)
     zone = ZoneInfo(tz)
     calendar = portal_settings.calendar(portal)
-    cfg = kpi_settings.load(services, portal)
+    if cfg is None:
+        cfg = kpi_settings.load(services, portal)
     today = now.astimezone(zone).date()
 
     result: dict[Key, Cell] = {}

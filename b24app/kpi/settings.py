@@ -165,8 +165,25 @@ def save(services: Services, portal: Portal, **values: Any) -> None:
         if row is None:
             row = KpiSettings(portal_id=portal.id, mapping={}, targets={})
             session.add(row)
+        if "mapping" in values and "currency" in (row.mapping or {}):
+            # The portal's currency is read from the portal, not edited: a
+            # saved mapping keeps it.
+            values["mapping"] = values["mapping"] | {
+                "currency": row.mapping["currency"]
+            }
         for key, value in values.items():
             setattr(row, key, value)
+
+
+def save_currency(services: Services, portal: Portal, value: dict[str, Any]) -> None:
+    """Store the portal's base currency and rates (see ``b24app.kpi.currency``)."""
+    with services.db.session() as session:
+        row = session.get(KpiSettings, portal.id)
+        if row is None:
+            row = KpiSettings(portal_id=portal.id, mapping={}, targets={})
+            session.add(row)
+        # A new dict, so the JSON column sees the change.
+        row.mapping = dict(row.mapping or {}) | {"currency": value}
 
 
 # Marketing spend is entered per lead channel, so CAC per channel can divide

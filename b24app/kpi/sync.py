@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from b24app import leadtext
 from b24app.dbutil import insert_ignore
-from b24app.kpi import rollup
+from b24app.kpi import currency, rollup
 from b24app.kpi.models import KpiDeal, KpiStageMove
 from b24app.kpi.settings import KpiConfig
 from b24app.models import Lead
@@ -30,6 +30,7 @@ DEAL_SELECT = [
     "CATEGORY_ID",
     "STAGE_ID",
     "OPPORTUNITY",
+    "CURRENCY_ID",
     "ASSIGNED_BY_ID",
     "CONTACT_ID",
     "LEAD_ID",
@@ -107,14 +108,6 @@ def _int(value: Any) -> int | None:
     return number or None
 
 
-def _amount(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 else None
-
-
 def deal_values(record: dict[str, Any], cfg: KpiConfig, tz: str) -> dict[str, Any]:
     """The stored columns of one deal as ``crm.deal.list`` or ``.get`` returns it."""
     field = cfg.mapping.get("appointment_field") or "BEGINDATE"
@@ -122,6 +115,10 @@ def deal_values(record: dict[str, Any], cfg: KpiConfig, tz: str) -> dict[str, An
     if contact is None and record.get("CONTACT_IDS"):
         contact = _int(record["CONTACT_IDS"][0])
     extra = {k: record.get(k) for k in ("BEGINDATE", "CLOSEDATE") if k in record}
+    # The raw amount and its currency; ``amount`` is in the base currency.
+    raw_amount = currency.positive(record.get("OPPORTUNITY"))
+    extra["OPPORTUNITY"] = raw_amount
+    extra["CURRENCY_ID"] = record.get("CURRENCY_ID") or None
     if field.startswith("UF_CRM_"):
         extra[field] = record.get(field)
     # With appointment_field "booking" the time is the start of the Booking
@@ -130,7 +127,9 @@ def deal_values(record: dict[str, Any], cfg: KpiConfig, tz: str) -> dict[str, An
     return {
         "category_id": _int(record.get("CATEGORY_ID")) or 0,
         "stage_id": record.get("STAGE_ID"),
-        "amount": _amount(record.get("OPPORTUNITY")),
+        "amount": currency.to_base(
+            raw_amount, extra["CURRENCY_ID"], currency.info(cfg)
+        ),
         "assigned_by_id": _int(record.get("ASSIGNED_BY_ID")),
         "contact_id": contact,
         "lead_id": _int(record.get("LEAD_ID")),
