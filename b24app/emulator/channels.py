@@ -77,6 +77,7 @@ def _open_chat(portal: Portal, lead_id: int, connector: str, operator_id: int) -
             "CRM_ENTITY": lead_id,
             "ACTIVE": "Y",
             "USERS": [operator_id],
+            "DATE_CREATE": portal.now_iso(),
         }
         portal.openline_chats.data[chat_id] = chat
         return dict(chat)

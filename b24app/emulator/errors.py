@@ -50,6 +50,8 @@ KNOWN_ERRORS: dict[str, tuple[int, str]] = {
     "OWNER_NOT_FOUND": (400, "Owner not found."),
     "INVALID_ARG_VALUE": (400, "Invalid argument value."),
     "CHAT_NOT_IN_CRM": (400, "The chat is not bound to the CRM entity."),
+    "DIALOG_ID_EMPTY": (400, "Dialog ID can't be empty"),
+    "ACCESS_ERROR": (400, "You do not have access to the specified dialog"),
 }
 
 

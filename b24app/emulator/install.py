@@ -140,23 +140,10 @@ def install_app(
     finishes at once. Then ONAPPINSTALL goes to the install event URL from
     the config and to the ONAPPINSTALL handlers bound during the install.
     """
-    config = portal.config
-    for url in (handler_url, install_url):
-        if url:
-            _require_loopback(url)
-    with portal.lock:
-        if not portal.app.present:
-            portal.app.application_token = secrets.token_hex(16)
-        portal.app.present = True
-        portal.app.installed = False
-        portal.app.handler_url = handler_url or config.app_handler_url
-        portal.app.install_url = install_url or config.app_install_url
-        target = portal.app.install_url
-        portal.touch()
-
+    target = begin_install(portal, handler_url, install_url)
     if target is None:
         logger.info("app without installer page: install finished at once")
-        _finish_install(portal)
+        finish_install(portal)
         return InstallResult(status_code=None, body="", installed=True)
 
     response = frame_post(
@@ -171,13 +158,38 @@ def install_app(
         finished,
     )
     if finished:
-        _finish_install(portal)
+        finish_install(portal)
     return InstallResult(
         status_code=response.status_code, body=response.text, installed=finished
     )
 
 
-def _finish_install(portal: Portal) -> None:
+def begin_install(
+    portal: Portal, handler_url: str | None, install_url: str | None
+) -> str | None:
+    """Add the app to the portal as not yet installed; return its installer URL.
+
+    URLs left out come from the emulator config. None means the app has no
+    installer page, so nothing has to call `BX24.installFinish()`.
+    """
+    config = portal.config
+    for url in (handler_url, install_url):
+        if url:
+            _require_loopback(url)
+    with portal.lock:
+        if not portal.app.present:
+            portal.app.application_token = secrets.token_hex(16)
+        portal.app.present = True
+        portal.app.installed = False
+        portal.app.handler_url = handler_url or config.app_handler_url
+        portal.app.install_url = install_url or config.app_install_url
+        target = portal.app.install_url
+        portal.touch()
+    return target
+
+
+def finish_install(portal: Portal) -> None:
+    """Mark the app installed and send ONAPPINSTALL, as `installFinish` does."""
     config = portal.config
     with portal.lock:
         portal.app.installed = True

@@ -419,11 +419,18 @@ class Portal:
             self, entity_type, entity_id, connector=connector
         )
 
-    def client_reply(self, chat_id: int, text: str) -> int:
-        """The client answers in an open-line chat; member bots are told."""
+    def client_reply(
+        self, chat_id: int, text: str, *, with_entity_data: bool = True
+    ) -> int:
+        """Post a client message in an open-line chat and notify member bots.
+
+        See `openlines.client_reply` for ``with_entity_data``.
+        """
         from .methods import openlines
 
-        return openlines.client_reply(self, chat_id, text)
+        return openlines.client_reply(
+            self, chat_id, text, with_entity_data=with_entity_data
+        )
 
     def messages_to_client(self, chat_id: int) -> list[dict]:
         from .methods import openlines

@@ -8,6 +8,7 @@ from .. import channels
 from ..errors import RestError, argument_error
 from ..params import get_param
 from ..registry import CallContext, rest_method
+from . import openlines
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +138,55 @@ def crm_message_add(ctx: CallContext, params: dict) -> int:
     if user_id not in chat["USERS"]:
         raise RestError("ACCESS_DENIED", "Access denied! The user is not in the chat.")
     return channels.add_chat_message(ctx.portal, chat["CHAT_ID"], user_id, message)
+
+
+# Parameters that name an open-line chat, in the order they are tried.
+DIALOG_KEYS = ("CHAT_ID", "DIALOG_ID", "SESSION_ID", "USER_CODE")
+
+
+def _find_dialog(ctx: CallContext, key: str, value: str) -> dict | None:
+    """Return the open-line chat that ``key`` = ``value`` names, or None."""
+    with ctx.portal.lock:
+        chats = [dict(chat) for chat in ctx.portal.openline_chats.data.values()]
+    if key == "CHAT_ID":
+        return next((c for c in chats if str(c["CHAT_ID"]) == value), None)
+    if key == "DIALOG_ID":
+        # A bare number names a private dialog with a user, never an open line.
+        if not value.startswith("chat"):
+            return None
+        return next((c for c in chats if f"chat{c['CHAT_ID']}" == value), None)
+    if key == "SESSION_ID":
+        return next((c for c in chats if str(c["SESSION_ID"]) == value), None)
+    code = value.removeprefix("imol|")
+    return next((c for c in chats if openlines.user_code(c) == code), None)
+
+
+@rest_method("imopenlines.dialog.get", "imopenlines")
+def dialog_get(ctx: CallContext, params: dict) -> dict:
+    """Return an open-line chat named by CHAT_ID, DIALOG_ID, SESSION_ID or USER_CODE.
+
+    The first non-empty parameter of DIALOG_KEYS is used. An unknown chat
+    and a chat the caller may not read get the same ACCESS_ERROR.
+    """
+    named = [
+        (key, str(get_param(params, key) or "").strip())
+        for key in DIALOG_KEYS
+        if str(get_param(params, key) or "").strip()
+    ]
+    if not named:
+        # Older revisions of the method's docs page name this error, but the
+        # current one lists only ACCESS_ERROR and IM_NOT_INSTALLED.
+        raise RestError("DIALOG_ID_EMPTY")
+
+    key, value = named[0]
+    chat = _find_dialog(ctx, key, value)
+    # NOTE: access is granted to chat members and portal admins. The open
+    # line's own permission settings (which other operators may read) are
+    # not modelled.
+    allowed = chat is not None and (
+        ctx.user_id in [int(user) for user in chat["USERS"]] or ctx.is_admin
+    )
+    if not allowed:
+        logger.info("dialog not shown: %s=%s, user %s", key, value, ctx.user_id)
+        raise RestError("ACCESS_ERROR")
+    return openlines.dialog_view(ctx.portal, chat, ctx.user_id)
