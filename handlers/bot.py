@@ -1,9 +1,9 @@
 """Client replies reaching the app: chat-bot events, Telegram, SMS, opt-out links.
 
-Every reply is checked (application token, webhook secret) and stored as
-an inbound event; the worker handles it like a portal event, so a portal
-that is briefly unreachable loses no answer. Message texts are kept in the
-database only, never in logs.
+Every reply is checked (application token, webhook secret, SMS callback
+credentials) and stored as an inbound event; the worker handles it like a
+portal event, so a portal that is briefly unreachable loses no answer.
+Message texts are kept in the database only, never in logs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from b24app.crypto import same_secret
 from b24app.dbutil import insert_ignore
 from b24app.models import InboundEvent, Portal
 from b24app.phpform import FormError, parse_nested
-from b24app.reminders import config, consent
+from b24app.reminders import config, consent, webhooks
 from b24app.reminders.feature import SMS_EVENT, TELEGRAM_EVENT
 from b24app.reminders.models import Delivery
 
@@ -214,12 +214,111 @@ def _telegram_subset(update_body: dict[str, Any]) -> dict[str, Any]:
 # SMS provider callbacks
 
 
-@bp.post("/sms/<int:portal_id>/<secret>/reply")
-def sms_reply(portal_id: int, secret: str):
+@bp.post("/sms/<int:portal_id>/reply")
+def sms_reply(portal_id: int):
     """Store an incoming SMS: JSON or form with ``from``, ``text`` and ``id``."""
+    portal, rejection = _sms_caller(portal_id, "reply")
+    if rejection is not None:
+        return rejection
+    return _sms_reply(portal)
+
+
+@bp.post("/sms/<int:portal_id>/status")
+def sms_status(portal_id: int):
+    """Record delivery reports: SMS.ru's ``data[]`` lines or generic JSON."""
+    portal, rejection = _sms_caller(portal_id, "status")
+    if rejection is not None:
+        return rejection
+    return _sms_status(portal)
+
+
+@bp.post("/sms/<int:portal_id>/<secret>/reply")
+def sms_reply_legacy(portal_id: int, secret: str):
+    """Old reply URL with the secret in the path, accepted during migration."""
+    portal, rejection = _legacy_caller(portal_id, secret, "reply")
+    if rejection is not None:
+        return rejection
+    return _sms_reply(portal)
+
+
+@bp.post("/sms/<int:portal_id>/<secret>/status")
+def sms_status_legacy(portal_id: int, secret: str):
+    """Old status URL with the secret in the path, accepted during migration."""
+    portal, rejection = _legacy_caller(portal_id, secret, "status")
+    if rejection is not None:
+        return rejection
+    return _sms_status(portal)
+
+
+def _sms_caller(portal_id: int, callback: str):
+    """Return (portal, None) for an authentic callback, else (None, response)."""
+    portal = _portal(portal_id)
+    if portal is None:
+        logger.warning(
+            "SMS %s callback for an unknown or inactive portal rejected",
+            callback,
+            extra={"portal_id": portal_id},
+        )
+        return None, (jsonify(error="unknown portal"), 404)
+    secret = config.settings(portal).get(config.SMS_SECRET_KEY)
+    auth = request.authorization
+    basic_password = auth.password if auth and auth.type == "basic" else None
+    signature_header = request.headers.get(webhooks.SIGNATURE_HEADER)
+    body = request.get_data(cache=True) if signature_header is not None else b""
+    result = webhooks.check_request(
+        secret,
+        basic_password=basic_password,
+        has_authorization="Authorization" in request.headers,
+        signature_header=signature_header,
+        body=body,
+    )
+    if not result.ok:
+        logger.warning(
+            "SMS %s callback rejected (HTTP %s)",
+            callback,
+            result.status,
+            extra={"portal_id": portal.id},
+        )
+        headers = {}
+        if result.status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="otklik-sms", charset="UTF-8"'
+        return None, (jsonify(error=result.error), result.status, headers)
+    webhooks.record_call(get_services(), portal, callback, legacy=False)
+    return portal, None
+
+
+def _legacy_caller(portal_id: int, secret: str, callback: str):
+    """Check an old-format callback; see ``b24app.reminders.webhooks``."""
     portal = _portal(portal_id)
     if portal is None or not _secret_ok(portal, secret):
-        return jsonify(error="unknown portal or wrong secret"), 404
+        logger.warning(
+            "SMS %s callback on the old URL rejected: unknown portal or wrong secret",
+            callback,
+            extra={"portal_id": portal_id},
+        )
+        return None, (jsonify(error="unknown portal or wrong secret"), 404)
+    settings = config.settings(portal)
+    if not webhooks.legacy_open(settings, callback, datetime.now(UTC)):
+        logger.warning(
+            "SMS %s callback on the closed old URL rejected",
+            callback,
+            extra={"portal_id": portal.id},
+        )
+        message = (
+            "this callback URL format is no longer accepted: copy the new SMS "
+            f"{callback} URL from the reminder settings into the provider"
+        )
+        return None, (jsonify(error=message), 410)
+    logger.warning(
+        "SMS %s callback used the old URL with the secret in its path",
+        callback,
+        extra={"portal_id": portal.id},
+    )
+    webhooks.record_call(get_services(), portal, callback, legacy=True)
+    return portal, None
+
+
+def _sms_reply(portal: Portal):
     body = request.get_json(silent=True) if request.is_json else request.form
     if not body or not hasattr(body, "get"):
         return jsonify(error="send a JSON object or a form with from and text"), 400
@@ -243,12 +342,7 @@ def sms_reply(portal_id: int, secret: str):
     return jsonify(status="ok")
 
 
-@bp.post("/sms/<int:portal_id>/<secret>/status")
-def sms_status(portal_id: int, secret: str):
-    """Record delivery reports: SMS.ru's ``data[]`` lines or generic JSON."""
-    portal = _portal(portal_id)
-    if portal is None or not _secret_ok(portal, secret):
-        return jsonify(error="unknown portal or wrong secret"), 404
+def _sms_status(portal: Portal):
     reports: list[tuple[str, str]] = []
     if request.is_json:
         body = request.get_json(silent=True) or {}

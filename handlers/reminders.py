@@ -15,6 +15,7 @@ use it. Errors come back as ``{"error": ..., "errors": {field: message}}``.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
@@ -25,7 +26,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from b24app import get_services, portal_settings
 from b24app.models import Portal
 from b24app.placement_auth import PlacementDenied, read_api_token
-from b24app.reminders import abtest, admin, config, consent, templates
+from b24app.reminders import abtest, admin, config, consent, templates, webhooks
 from b24app.reminders.models import Appointment, Experiment
 
 logger = logging.getLogger(__name__)
@@ -127,16 +128,20 @@ def page():
 def get_settings():
     services = get_services()
     portal = g.portal
-    secret = config.settings(portal).get("webhook_secret") or ""
+    sms_secret = config.ensure_sms_secret(services, portal.id)
     base = services.config.get("PUBLIC_URL", "").rstrip("/")
+    notes = admin.booking_notes(services, portal)
+    notes += webhooks.legacy_notes(config.settings(portal))
     return jsonify(
         settings=admin.public_settings(portal),
-        notes=admin.booking_notes(services, portal),
+        notes=notes,
         placeholders=templates.PLACEHOLDERS,
         webhooks={
             "telegram": f"{base}/bot/telegram/{portal.id}",
-            "sms_reply": f"{base}/bot/sms/{portal.id}/{secret}/reply",
-            "sms_status": f"{base}/bot/sms/{portal.id}/{secret}/status",
+            # The secret travels as Basic credentials, never in the path.
+            "sms_reply": webhooks.callback_url(base, portal.id, sms_secret, "reply"),
+            "sms_status": webhooks.callback_url(base, portal.id, sms_secret, "status"),
+            "sms_signature_header": webhooks.SIGNATURE_HEADER,
         },
     )
 
@@ -331,7 +336,9 @@ def telegram_link():
     key = request.args.get("contact_key", "")
     if not consent.is_contact_key(key):
         raise ApiError("contact_key: contact:<id> или deal:<id>.")
-    code = consent.link_code(get_services(), g.portal.id, key)
+    issued_at = datetime.now(UTC)
+    code = consent.link_code(get_services(), g.portal.id, key, issued_at=issued_at)
     username = (config.settings(g.portal).get("telegram") or {}).get("bot_username")
     url = f"https://t.me/{username}?start={code}" if username else None
-    return jsonify(code=code, url=url)
+    expires_at = consent.link_code_expires_at(issued_at)
+    return jsonify(code=code, url=url, expires_at=expires_at.isoformat())

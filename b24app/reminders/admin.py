@@ -13,7 +13,14 @@ from sqlalchemy import select
 
 from b24app.bitrix.errors import BitrixCallError
 from b24app.models import Portal
-from b24app.reminders import abtest, channels, config, dispatch, templates
+from b24app.reminders import (
+    abtest,
+    channels,
+    config,
+    dispatch,
+    templates,
+    webhooks,
+)
 from b24app.reminders.models import (
     Appointment,
     Delivery,
@@ -65,7 +72,8 @@ class SettingsError(ValueError):
 def public_settings(portal: Portal) -> dict[str, Any]:
     """Return the settings for the page, with secrets only as "set" flags."""
     data = config.settings(portal)
-    result = {k: v for k, v in data.items() if k not in ("webhook_secret",)}
+    hidden = ("webhook_secret", config.SMS_SECRET_KEY, webhooks.STATE_KEY)
+    result = {k: v for k, v in data.items() if k not in hidden}
     for channel, secrets in SECRET_FIELDS.items():
         cfg = dict(data.get(channel) or {})
         for name in secrets:

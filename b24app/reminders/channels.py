@@ -24,6 +24,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util import connection as urllib3_connection
 
 from b24app.bitrix.client import PortalClient
 from b24app.bitrix.errors import BitrixCallError
@@ -109,24 +114,116 @@ def is_private_host(host: str) -> bool:
     return not (mapped or address).is_global
 
 
-def check_public(services: Services, host: str | None, provider: str) -> None:
-    """Raise DeliveryFailed when, in production, ``host`` resolves to a private IP.
+def resolve_public(
+    services: Services, host: str | None, provider: str
+) -> tuple[str, ...] | None:
+    """Resolve ``host`` once and return its addresses, all of them public.
 
     Providers are set by portal administrators, so a provider URL must not
-    reach the app's own network. The check runs before each request.
-    NOTE: a name that resolves differently between this check and the
-    request (DNS rebinding) is not caught.
+    reach the app's own network. The caller connects only to the returned
+    addresses (see ``PinnedAdapter`` and ``_PinnedSMTP``), so a name that
+    resolves to another address by the time of the request (DNS
+    rebinding) cannot redirect it. Outside production this returns None
+    and the request resolves the name itself, so tests can use loopback.
+    Raises DeliveryFailed when a name or any of its addresses is private.
     """
     if services.config.get("ENV") != "production":
-        return
+        return None
     if not host or is_private_host(host):
         raise DeliveryFailed(f"{provider}: private address rejected", retry=False)
     try:
-        infos = socket.getaddrinfo(host, None)
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as err:
         raise DeliveryFailed(f"{provider}: host not resolved", retry=True) from err
-    if any(is_private_host(str(info[4][0])) for info in infos):
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise DeliveryFailed(f"{provider}: host not resolved", retry=True)
+    if any(is_private_host(address) for address in addresses):
         raise DeliveryFailed(f"{provider}: private address rejected", retry=False)
+    return addresses
+
+
+def _open_socket(
+    address: tuple[str, int],
+    timeout: Any,
+    source_address: tuple[str, int] | None = None,
+    socket_options: Any = None,
+) -> socket.socket:
+    return urllib3_connection.create_connection(
+        address, timeout, source_address=source_address, socket_options=socket_options
+    )
+
+
+def _connect_pinned(addresses: tuple[str, ...], port: int, timeout: Any, **kwargs):
+    """Connect to the first reachable address; raise the last error otherwise."""
+    last_error: OSError | None = None
+    for address in addresses:
+        # Checked by resolve_public already. Repeated here because this is
+        # the only place a provider connection is opened.
+        if is_private_host(address):
+            raise OSError(f"private address {address} rejected")
+        try:
+            return _open_socket((address, port), timeout, **kwargs)
+        except OSError as err:
+            last_error = err
+    raise last_error or OSError("no address to connect to")
+
+
+class _PinnedConnectionMixin:
+    """urllib3 connection that connects to pinned addresses, not to DNS.
+
+    ``host`` stays the provider's name, so the Host header, TLS SNI and the
+    certificate check all use the name while the socket goes to an address
+    that ``resolve_public`` checked.
+    """
+
+    pinned: tuple[str, ...] = ()
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            return _connect_pinned(
+                self.pinned,
+                self.port,
+                self.timeout,
+                source_address=self.source_address,
+                socket_options=self.socket_options,
+            )
+        except TimeoutError as err:
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out."
+            ) from err
+        except OSError as err:
+            raise NewConnectionError(
+                self, f"Failed to establish a new connection: {err}"
+            ) from err
+
+
+class PinnedAdapter(HTTPAdapter):
+    """Transport adapter for requests that sends only to pinned addresses."""
+
+    def __init__(self, addresses: tuple[str, ...]) -> None:
+        self.addresses = addresses
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        pinned = self.addresses
+
+        class Connection(_PinnedConnectionMixin, HTTPConnection):
+            pass
+
+        class SecureConnection(_PinnedConnectionMixin, HTTPSConnection):
+            pass
+
+        Connection.pinned = SecureConnection.pinned = pinned
+
+        class Pool(HTTPConnectionPool):
+            ConnectionCls = Connection
+
+        class SecurePool(HTTPSConnectionPool):
+            ConnectionCls = SecureConnection
+
+        self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SecurePool}
 
 
 def _timeout(cfg: dict[str, Any]) -> tuple[float, float]:
@@ -134,10 +231,25 @@ def _timeout(cfg: dict[str, Any]) -> tuple[float, float]:
     return (TIMEOUT[0], float(read)) if read else TIMEOUT
 
 
-def _post(url: str, provider: str, **kwargs: Any) -> requests.Response:
-    """POST once. A connect failure is safe to retry, but a read timeout is not."""
+def _post(
+    services: Services, url: str, provider: str, **kwargs: Any
+) -> requests.Response:
+    """POST once, to the checked addresses of the URL's host in production.
+
+    A connect failure is safe to retry, but a read timeout is not.
+    """
+    addresses = resolve_public(services, urlsplit(url).hostname, provider)
     try:
-        return requests.post(url, **kwargs)
+        if addresses is None:
+            return requests.post(url, **kwargs)
+        with requests.Session() as session:
+            # An HTTP proxy from the environment would resolve the name itself
+            # and bypass the pinned addresses.
+            session.trust_env = False
+            adapter = PinnedAdapter(addresses)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            return session.post(url, **kwargs)
     except requests.ConnectTimeout as err:
         raise DeliveryFailed(f"{provider}: connect timeout", retry=True) from err
     except requests.Timeout as err:
@@ -229,9 +341,12 @@ def telegram_call(
     if not token:
         raise DeliveryFailed("telegram: bot token is not set", retry=False)
     base = (cfg.get("api_url") or TELEGRAM_API).rstrip("/")
-    check_public(services, urlsplit(base).hostname, "telegram")
     response = _post(
-        f"{base}/bot{token}/{method}", "telegram", json=payload, timeout=_timeout(cfg)
+        services,
+        f"{base}/bot{token}/{method}",
+        "telegram",
+        json=payload,
+        timeout=_timeout(cfg),
     )
     if response.status_code == 429 or response.status_code >= 500:
         # Error responses of the Bot API are JSON too, but a proxy's may not be.
@@ -303,12 +418,13 @@ def _send_smsru(services: Services, cfg: dict[str, Any], phone: str, text: str) 
     if not api_id:
         raise DeliveryFailed("sms: API key is not set", retry=False)
     base = (cfg.get("url") or SMSRU_API).rstrip("/")
-    check_public(services, urlsplit(base).hostname, "sms")
     to = phone.lstrip("+")
     data = {"api_id": api_id, "to": to, "msg": text, "json": "1"}
     if cfg.get("sender"):
         data["from"] = cfg["sender"]
-    response = _post(f"{base}/sms/send", "sms", data=data, timeout=_timeout(cfg))
+    response = _post(
+        services, f"{base}/sms/send", "sms", data=data, timeout=_timeout(cfg)
+    )
     if response.status_code >= 500:
         raise DeliveryFailed(f"sms: HTTP {response.status_code}", retry=True)
     body = _json(response, "sms")
@@ -340,7 +456,6 @@ def _send_generic(
     url = cfg.get("url")
     if not url:
         raise DeliveryFailed("sms: provider URL is not set", retry=False)
-    check_public(services, urlsplit(url).hostname, "sms")
     headers = {}
     token = _secret(services, cfg, "api_key")
     if token:
@@ -355,7 +470,9 @@ def _send_generic(
     }
     if cfg.get("sender"):
         body[cfg.get("sender_field") or "from"] = cfg["sender"]
-    response = _post(url, "sms", json=body, headers=headers, timeout=_timeout(cfg))
+    response = _post(
+        services, url, "sms", json=body, headers=headers, timeout=_timeout(cfg)
+    )
     if response.status_code == 429 or response.status_code >= 500:
         raise DeliveryFailed(f"sms: HTTP {response.status_code}", retry=True)
     if response.status_code >= 400:
@@ -393,7 +510,7 @@ def send_email(
     host = cfg.get("host")
     if not host:
         raise DeliveryFailed("email: SMTP host is not set", retry=False)
-    check_public(services, host, "email")
+    addresses = resolve_public(services, host, "email")
     mail = EmailMessage()
     mail["From"] = cfg.get("sender") or "otklik@localhost"
     mail["To"] = address
@@ -404,7 +521,9 @@ def send_email(
         mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     mail.set_content(message.text)
     try:
-        with smtplib.SMTP(host, int(cfg.get("port") or 587), timeout=10) as smtp:
+        smtp = _PinnedSMTP(addresses, timeout=10)
+        with smtp:
+            smtp.connect(host, int(cfg.get("port") or 587))
             if cfg.get("starttls"):
                 smtp.starttls(context=ssl.create_default_context())
             password = _secret(services, cfg, "password")
@@ -416,3 +535,22 @@ def send_email(
     except (smtplib.SMTPException, OSError) as err:
         raise DeliveryFailed(f"email: {type(err).__name__}", retry=True) from err
     return f"email:{mail.get('Message-ID') or ''}"
+
+
+class _PinnedSMTP(smtplib.SMTP):
+    """SMTP client that connects to pinned addresses, not to DNS.
+
+    ``connect`` keeps the host name as ``_host``, so STARTTLS sends it as
+    SNI and checks the certificate against it. None means no pinning.
+    """
+
+    def __init__(self, addresses: tuple[str, ...] | None, **kwargs: Any) -> None:
+        self.pinned = addresses
+        super().__init__(**kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        if self.pinned is None:
+            return super()._get_socket(host, port, timeout)
+        return _connect_pinned(
+            self.pinned, port, timeout, source_address=self.source_address
+        )

@@ -9,6 +9,7 @@ providers (bot token, SMS key, SMTP password) are stored encrypted under
 from __future__ import annotations
 
 import copy
+import secrets
 from dataclasses import dataclass
 from datetime import time
 from typing import Any
@@ -17,6 +18,11 @@ from b24app.models import Portal
 from b24app.reminders.templates import DEFAULT_TEMPLATES
 
 CHANNELS = ("openline", "telegram", "sms", "email")
+# Password of the SMS provider callbacks (HTTP Basic auth or the HMAC key
+# of the signature header). It is kept apart from ``webhook_secret``, the
+# Telegram secret token, which earlier versions also put in the SMS
+# callback path, where web server access logs recorded it.
+SMS_SECRET_KEY = "sms_webhook_secret"
 DEFAULT_SCHEDULE = [
     {"kind": "confirm", "minutes_before": 24 * 60},
     {"kind": "remind", "minutes_before": 120},
@@ -132,3 +138,21 @@ def save(services, portal_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         # A new dict, so SQLAlchemy detects the JSON change.
         portal.settings = stored
         return current
+
+
+def ensure_sms_secret(services, portal_id: int) -> str:
+    """Return the portal's SMS callback secret, creating it under a row lock."""
+    from sqlalchemy import select
+
+    with services.db.session() as session:
+        portal = session.scalars(
+            select(Portal).where(Portal.id == portal_id).with_for_update()
+        ).one()
+        stored = dict(portal.settings or {})
+        current = dict(stored.get("reminders") or {})
+        if current.get(SMS_SECRET_KEY):
+            return current[SMS_SECRET_KEY]
+        current[SMS_SECRET_KEY] = secrets.token_urlsafe(24)
+        stored["reminders"] = current
+        portal.settings = stored
+        return current[SMS_SECRET_KEY]

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import phonenumbers
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -307,29 +307,98 @@ def optout_url(services: Services, portal_id: int, contact_key: str) -> str:
     return f"{base}/bot/optout/{optout_token(services, portal_id, contact_key)}"
 
 
-# Short signed codes for Telegram deep links (/start <code>, at most 64 chars)
+# Short signed codes for Telegram deep links (/start <code>)
+#
+# Telegram allows at most 64 characters from [A-Za-z0-9_-] in a start
+# parameter. A code is "<portal>_<c|d><id>_<issued>_<mac>": the issue time
+# in base-36 Unix seconds and 16 hex digits (64 bits) of an HMAC-SHA256 of
+# the rest, at most 47 characters. Codes of the first format had no issue
+# time ("<portal>_<c|d><id>_<mac>"). They are accepted until
+# LEGACY_LINK_CODES_UNTIL and rejected as expired after it.
+
+# How long a client may use a deep link after the owner created it.
+LINK_CODE_TTL = timedelta(days=30)
+# Cut-off for codes without an issue time, which were sent out before codes
+# expired: 30 days (one LINK_CODE_TTL) after the release that added expiry.
+LEGACY_LINK_CODES_UNTIL = datetime(2027, 1, 4, tzinfo=UTC)
+# A code issued this far in the future is invalid, whatever its signature.
+LINK_CODE_CLOCK_SKEW = timedelta(minutes=5)
+LINK_CODE = re.compile(
+    r"(?P<portal>[1-9][0-9]{0,9})_(?P<key>[cd][1-9][0-9]{0,9})"
+    r"(?:_(?P<issued>[0-9a-z]{1,7}))?_(?P<mac>[0-9a-f]{16})"
+)
+BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-def link_code(services: Services, portal_id: int, contact_key: str) -> str:
+class LinkCodeExpired(ConsentError):
+    """A correctly signed deep-link code that is past its expiry."""
+
+
+def link_code(
+    services: Services,
+    portal_id: int,
+    contact_key: str,
+    *,
+    issued_at: datetime | None = None,
+) -> str:
+    """Sign a deep-link code for the client, valid for LINK_CODE_TTL."""
     kind, _, raw_id = contact_key.partition(":")
-    body = f"{portal_id}_{kind[0]}{raw_id}"
-    return f"{body}_{_mac(services, body)}"
+    issued = int((issued_at or datetime.now(UTC)).timestamp())
+    body = f"{portal_id}_{kind[0]}{raw_id}_{_base36(issued)}"
+    return f"{body}_{_mac(services, body, 'tg-link-v2')}"
 
 
-def read_link_code(services: Services, code: str) -> tuple[int, str]:
-    try:
-        portal_part, key_part, mac = code.split("_")
-    except ValueError as err:
-        raise ConsentError("Код ссылки повреждён.") from err
-    body = f"{portal_part}_{key_part}"
-    if not hmac.compare_digest(mac, _mac(services, body)):
+def link_code_expires_at(issued_at: datetime) -> datetime:
+    return issued_at + LINK_CODE_TTL
+
+
+def read_link_code(
+    services: Services, code: str, *, now: datetime | None = None
+) -> tuple[int, str]:
+    """Return (portal id, client key) of a deep-link code.
+
+    Raises ConsentError for a malformed or forged code and LinkCodeExpired
+    for a genuine code past its expiry. The signature is checked first, so
+    only a holder of a genuine code learns that it expired.
+    """
+    match = LINK_CODE.fullmatch(code)
+    if match is None:
         raise ConsentError("Код ссылки повреждён.")
-    kind = {"c": "contact", "d": "deal"}.get(key_part[:1])
-    if kind is None or not key_part[1:].isdigit() or not portal_part.isdigit():
+    issued_raw = match["issued"]
+    body = f"{match['portal']}_{match['key']}"
+    if issued_raw is None:
+        expected = _mac(services, body, "tg-link")
+    else:
+        body = f"{body}_{issued_raw}"
+        expected = _mac(services, body, "tg-link-v2")
+    if not hmac.compare_digest(match["mac"].encode(), expected.encode()):
         raise ConsentError("Код ссылки повреждён.")
-    return int(portal_part), f"{kind}:{key_part[1:]}"
+
+    now = now or datetime.now(UTC)
+    if issued_raw is None:
+        expires_at = LEGACY_LINK_CODES_UNTIL
+    else:
+        issued_at = datetime.fromtimestamp(int(issued_raw, 36), UTC)
+        if issued_at > now + LINK_CODE_CLOCK_SKEW:
+            raise ConsentError("Код ссылки повреждён.")
+        expires_at = link_code_expires_at(issued_at)
+    if now >= expires_at:
+        raise LinkCodeExpired("Срок действия ссылки истёк.")
+
+    kind = "contact" if match["key"][0] == "c" else "deal"
+    return int(match["portal"]), f"{kind}:{match['key'][1:]}"
 
 
-def _mac(services: Services, body: str) -> str:
+def _base36(value: int) -> str:
+    digits = ""
+    while True:
+        value, rest = divmod(value, 36)
+        digits = BASE36[rest] + digits
+        if value == 0:
+            return digits
+
+
+def _mac(services: Services, body: str, purpose: str) -> str:
     key = services.config["SECRET_KEY"].encode()
-    return hmac.new(key, f"tg-link:{body}".encode(), hashlib.sha256).hexdigest()[:16]
+    digest = hmac.new(key, f"{purpose}:{body}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:16]

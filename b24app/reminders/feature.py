@@ -27,6 +27,17 @@ logger = logging.getLogger(__name__)
 BOT_CODE = "otklik_reminders"
 TELEGRAM_EVENT = "OTKLIKTELEGRAMUPDATE"
 SMS_EVENT = "OTKLIKSMSREPLY"
+_LINK_DAYS = consent.LINK_CODE_TTL.days
+LINK_EXPIRED_REPLY = (
+    f"Срок действия ссылки истёк: она работает {_LINK_DAYS} дней. "
+    "Попросите салон прислать новую ссылку.\n"
+    f"This link has expired (links work for {_LINK_DAYS} days). "
+    "Please ask the salon for a new one."
+)
+LINK_INVALID_REPLY = (
+    "Ссылка повреждена. Попросите салон прислать новую.\n"
+    "This link is damaged. Please ask the salon for a new one."
+)
 
 
 # Portal events
@@ -268,8 +279,11 @@ def _telegram_start(services, portal, chat_id, text, respond) -> str:
     code = text.removeprefix("/start").strip()
     try:
         portal_id, contact_key = consent.read_link_code(services, code)
+    except consent.LinkCodeExpired:
+        respond(LINK_EXPIRED_REPLY, [])
+        return "telegram start: expired code"
     except consent.ConsentError:
-        respond("Ссылка устарела или повреждена. Попросите салон прислать новую.", [])
+        respond(LINK_INVALID_REPLY, [])
         return "telegram start: bad code"
     if portal_id != portal.id:
         return "telegram start: other portal"
@@ -442,6 +456,8 @@ def install(services: Services, portal: Portal, client: PortalClient) -> None:
     changes: dict[str, Any] = {}
     if not data.get("webhook_secret"):
         changes["webhook_secret"] = secrets.token_urlsafe(24)
+    if not data.get(config.SMS_SECRET_KEY):
+        changes[config.SMS_SECRET_KEY] = secrets.token_urlsafe(24)
     try:
         _ensure_deal_field(client, portal)
     except BitrixCallError as err:

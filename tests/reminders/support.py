@@ -47,3 +47,10 @@ def webhook_secret(services, portal_id: int) -> str:
 
     with services.db.session() as session:
         return config.settings(session.get(Portal, portal_id))["webhook_secret"]
+
+
+def sms_auth(services, portal_id: int) -> tuple[str, str]:
+    """Return the Basic credentials of the portal's SMS callback URLs."""
+    from b24app.reminders import webhooks
+
+    return webhooks.BASIC_USER, config.ensure_sms_secret(services, portal_id)

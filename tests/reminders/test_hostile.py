@@ -25,6 +25,7 @@ from tests.reminders.fakes import TELEGRAM_TOKEN
 from tests.reminders.support import (
     appointment,
     new_appointment,
+    sms_auth,
     use_channels,
     webhook_secret,
 )
@@ -464,13 +465,17 @@ def test_telegram_forged_start_code(
 # SMS replies, delivery reports and the opt-out link
 
 
-def _sms_url(app_server, portal, secret: str, what: str = "reply") -> str:
+def _legacy_sms_url(app_server, portal, secret: str, what: str = "reply") -> str:
     return f"{app_server.url}/bot/sms/{portal.id}/{secret}/{what}"
+
+
+def _sms_url(app_server, portal, what: str = "reply") -> str:
+    return f"{app_server.url}/bot/sms/{portal.id}/{what}"
 
 
 def test_sms_reply_wrong_secret(app_server, services, reminder_portal):
     response = requests.post(
-        _sms_url(app_server, reminder_portal, "guess"),
+        _legacy_sms_url(app_server, reminder_portal, "guess"),
         json={"from": PHONE, "text": "3"},
         timeout=10,
     )
@@ -481,7 +486,7 @@ def test_sms_reply_wrong_secret(app_server, services, reminder_portal):
 def test_sms_reply_other_portals_secret(app_server, services, reminder_portal):
     _other_portal(services)
     response = requests.post(
-        _sms_url(app_server, reminder_portal, "other-secret"),
+        _legacy_sms_url(app_server, reminder_portal, "other-secret"),
         json={"from": PHONE, "text": "3"},
         timeout=10,
     )
@@ -500,9 +505,11 @@ def test_sms_reply_other_portals_secret(app_server, services, reminder_portal):
     ids=["list", "string", "bad-phone", "phone-object", "empty"],
 )
 def test_sms_reply_bad_bodies(app_server, services, reminder_portal, body, status):
-    secret = webhook_secret(services, reminder_portal.id)
     response = requests.post(
-        _sms_url(app_server, reminder_portal, secret), json=body, timeout=10
+        _sms_url(app_server, reminder_portal),
+        json=body,
+        auth=sms_auth(services, reminder_portal.id),
+        timeout=10,
     )
     assert response.status_code == status
     assert response.json()["error"]
@@ -515,10 +522,10 @@ def test_sms_reply_same_text_later_is_new(
     """Without a provider id, "1" today and "1" next week are two replies."""
     import handlers.bot
 
-    secret = webhook_secret(services, reminder_portal.id)
-    url = _sms_url(app_server, reminder_portal, secret)
-    requests.post(url, json={"from": PHONE, "text": "1"}, timeout=10)
-    requests.post(url, json={"from": PHONE, "text": "1"}, timeout=10)
+    url = _sms_url(app_server, reminder_portal)
+    auth = sms_auth(services, reminder_portal.id)
+    requests.post(url, json={"from": PHONE, "text": "1"}, auth=auth, timeout=10)
+    requests.post(url, json={"from": PHONE, "text": "1"}, auth=auth, timeout=10)
     assert len(_events(services, SMS_EVENT)) == 1
 
     later = datetime.now(UTC) + timedelta(days=7)
@@ -529,7 +536,7 @@ def test_sms_reply_same_text_later_is_new(
             return later
 
     monkeypatch.setattr(handlers.bot, "datetime", Later)
-    requests.post(url, json={"from": PHONE, "text": "1"}, timeout=10)
+    requests.post(url, json={"from": PHONE, "text": "1"}, auth=auth, timeout=10)
     assert len(_events(services, SMS_EVENT)) == 2
 
 
@@ -538,10 +545,10 @@ def test_sms_reply_from_other_portals_client(
 ):
     other = _other_portal(services)
     consent.grant(services, other.id, "deal:5", "sms", source="form", address=PHONE)
-    secret = webhook_secret(services, reminder_portal.id)
     requests.post(
-        _sms_url(app_server, reminder_portal, secret),
+        _sms_url(app_server, reminder_portal),
         json={"from": PHONE, "text": "стоп", "id": "m1"},
+        auth=sms_auth(services, reminder_portal.id),
         timeout=10,
     )
     drain(worker, services)
@@ -550,12 +557,12 @@ def test_sms_reply_from_other_portals_client(
 
 
 def test_sms_status_garbage_changes_nothing(app_server, services, reminder_portal):
-    secret = webhook_secret(services, reminder_portal.id)
-    url = _sms_url(app_server, reminder_portal, secret, "status")
+    url = _sms_url(app_server, reminder_portal, "status")
+    auth = sms_auth(services, reminder_portal.id)
     for body in ([1, "x", None], {"id": {"a": 1}, "status": "delivered"}, "x"):
-        response = requests.post(url, json=body, timeout=10)
+        response = requests.post(url, json=body, auth=auth, timeout=10)
         assert response.status_code == 200
-    response = requests.post(url, data={"data[]": "sms_status"}, timeout=10)
+    response = requests.post(url, data={"data[]": "sms_status"}, auth=auth, timeout=10)
     assert response.text == "100"
 
 
@@ -614,20 +621,23 @@ def test_logs_carry_no_phone_or_secret(
     use_channels(services, reminder_portal, ["sms"])
     sms.behaviour.set("error", times=1)
     dispatch.dispatch_due(services)
-    secret = webhook_secret(services, reminder_portal.id)
+    auth = sms_auth(services, reminder_portal.id)
     requests.post(
-        _sms_url(app_server, reminder_portal, secret),
+        _sms_url(app_server, reminder_portal),
         json={"from": PHONE, "text": "Секретный ответ клиента", "id": "m9"},
+        auth=auth,
         timeout=10,
     )
     requests.post(
-        _sms_url(app_server, reminder_portal, secret),
+        _sms_url(app_server, reminder_portal),
         json={"from": "8 (916) 123-45-67", "text": "x" * 10},
+        auth=auth,
         timeout=10,
     )
     drain(worker, services)
     text = caplog.text
-    for needle in (PHONE, PHONE[1:], "9161234567", TELEGRAM_TOKEN, "Секретный"):
+    secret = auth[1]
+    for needle in (PHONE, PHONE[1:], "9161234567", TELEGRAM_TOKEN, "Секретный", secret):
         assert needle not in text, needle
 
 

@@ -17,8 +17,8 @@ from tests.reminders.support import (
     deliveries,
     jobs,
     new_appointment,
+    sms_auth,
     use_channels,
-    webhook_secret,
 )
 
 PHONE = "+79161234567"
@@ -113,10 +113,10 @@ def test_sms_reply_cancels(
     deal_id, _ = new_appointment(emulator, services, worker)
     _sms_client(services, reminder_portal, deal_id)
     dispatch.dispatch_due(services)
-    secret = webhook_secret(services, reminder_portal.id)
     requests.post(
-        f"{app_server.url}/bot/sms/{reminder_portal.id}/{secret}/reply",
+        f"{app_server.url}/bot/sms/{reminder_portal.id}/reply",
         json={"id": "in-1", "from": "8 916 123 45 67", "text": "3"},
+        auth=sms_auth(services, reminder_portal.id),
         timeout=10,
     )
     drain(
@@ -134,10 +134,10 @@ def test_smsru_delivery_report(
     _sms_client(services, reminder_portal, deal_id)
     dispatch.dispatch_due(services)
     sms_id = deliveries(services)[0].provider_ref.removeprefix("smsru:")
-    secret = webhook_secret(services, reminder_portal.id)
     response = requests.post(
-        f"{app_server.url}/bot/sms/{reminder_portal.id}/{secret}/status",
+        f"{app_server.url}/bot/sms/{reminder_portal.id}/status",
         data={"data[]": f"sms_status\n{sms_id}\n103\n1765000000"},
+        auth=sms_auth(services, reminder_portal.id),
         timeout=10,
     )
     assert (response.text, deliveries(services)[0].status) == ("100", "delivered")
