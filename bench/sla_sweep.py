@@ -16,9 +16,15 @@
    recorded creation of the task (``sent_at`` is stored right after the
    portal answered, so it is an upper bound), and how many calls each portal
    received.
+3. Cluster: ten clocks on each of the first 100 portals lapse within the
+   same second (1,000 lapses), as when leads that arrived overnight lapse
+   together after opening. This is where a portal's lapses share batch calls.
 
     python bench/sla_sweep.py [--portals 1000] [--clocks 100] [--repeats 50]
-                              [--interval 1.0] [--database-url URL]
+                              [--interval 1.0] [--spread 60]
+                              [--cluster-portals 100] [--cluster-lapses 10]
+                              [--phases idle,burst,spread,cluster]
+                              [--database-url URL]
 """
 
 from __future__ import annotations
@@ -300,19 +306,25 @@ def unindexed_due_query(services: Services) -> None:
 
 
 def make_due(
-    services: Services, portals: int, per_portal: int, number: int, spread: float
+    services: Services,
+    portals: int,
+    per_portal: int,
+    numbers: range,
+    spread: float,
 ) -> None:
-    """Clock ``number`` of every portal falls due within ``spread`` seconds.
+    """Clocks ``numbers`` of portals 1 to ``portals`` fall due within ``spread`` s.
 
     The first due time is five seconds ahead. The level before the task (the
     warning at 0.8 of the target) is stored as sent, as it would have been.
     """
     due_from = datetime.now(UTC) + timedelta(seconds=5)
     earlier = timedelta(seconds=0.2 * TARGET_SECONDS)
+    total = portals * len(numbers)
+    pairs = [(p, n) for p in range(1, portals + 1) for n in numbers]
     with services.db.session() as session:
-        for portal_id in range(1, portals + 1):
+        for position, (portal_id, number) in enumerate(pairs):
             lead_id = (portal_id - 1) * per_portal + number
-            due = due_from + timedelta(seconds=spread * (portal_id - 1) / portals)
+            due = due_from + timedelta(seconds=spread * position / total)
             session.execute(
                 update(SlaClock)
                 .where(SlaClock.lead_id == lead_id)
@@ -346,11 +358,11 @@ def due_phase(
     *,
     portals: int,
     per_portal: int,
-    number: int,
+    numbers: range,
     spread: float,
     interval: float,
 ) -> dict:
-    """Lapse one clock per portal and run a worker loop until all tasks exist."""
+    """Lapse clocks ``numbers`` of each portal and sweep until all tasks exist."""
     calls: Counter[int] = Counter()
     lock = threading.Lock()
     original_send = client_module.PortalClient._send
@@ -385,11 +397,12 @@ def due_phase(
 
     try:
         done_before = sent_tasks()
-        make_due(services, portals, per_portal, number, spread)
+        make_due(services, portals, per_portal, numbers, spread)
         thread = threading.Thread(target=worker_loop, daemon=True)
         thread.start()
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and sent_tasks() < done_before + portals:
+        expected = done_before + portals * len(numbers)
+        while time.monotonic() < deadline and sent_tasks() < expected:
             time.sleep(0.5)
         stop.set()
         thread.join(timeout=120)
@@ -400,7 +413,11 @@ def due_phase(
         rows = session.execute(
             select(Escalation.due_at, Escalation.sent_at)
             .join(Lead, Escalation.lead_id == Lead.id)
-            .where(Escalation.level == "task", Lead.bitrix_id == number)
+            .where(
+                Escalation.level == "task",
+                Lead.bitrix_id.in_(list(numbers)),
+                Lead.portal_id <= portals,
+            )
         ).all()
     delays = [(sent_at - due).total_seconds() for due, sent_at in rows if sent_at]
     return {
@@ -450,6 +467,26 @@ def report_due(title: str, due: dict) -> None:
     print(f"  longest sweeps: {', '.join(f'{s:.2f} s' for s in busy)}")
 
 
+def report_idle(idle: dict) -> None:
+    sweep_median = statistics.median(idle["sweep"])
+    naive_median = statistics.median(idle["naive"])
+    print("\nidle sweep (none due)")
+    print(f"  plan: {idle['plan']}")
+    print(
+        f"  sweep: median {sweep_median:.2f} ms, "
+        f"p95 {percentile(idle['sweep'], 0.95):.2f} ms ({len(idle['sweep'])} runs)"
+    )
+    print(
+        f"  naive full scan: median {naive_median:.0f} ms, "
+        f"p95 {percentile(idle['naive'], 0.95):.0f} ms ({len(idle['naive'])} runs)"
+    )
+    print(f"  ratio naive/sweep (median): {naive_median / sweep_median:.0f}x")
+    print(
+        f"  due-clock query alone without its index: median "
+        f"{statistics.median(idle['unindexed']):.1f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--portals", type=int, default=1000)
@@ -458,9 +495,34 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--spread", type=float, default=60.0)
     parser.add_argument(
+        "--cluster-portals",
+        type=int,
+        default=100,
+        help="portals in the cluster phase (at most --portals)",
+    )
+    parser.add_argument(
+        "--cluster-lapses",
+        type=int,
+        default=10,
+        help="clocks per portal that lapse in the cluster phase",
+    )
+    parser.add_argument(
+        "--phases",
+        default="idle,burst,spread,cluster",
+        help="comma-separated phases to run: idle, burst, spread, cluster",
+    )
+    parser.add_argument(
         "--database-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_URL)
     )
     args = parser.parse_args()
+    phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
+    unknown = phases - {"idle", "burst", "spread", "cluster"}
+    if unknown:
+        parser.error(f"--phases: unknown phase {sorted(unknown)[0]!r}")
+    if args.cluster_portals > args.portals:
+        parser.error("--cluster-portals must not exceed --portals")
+    if args.cluster_lapses + 2 > args.clocks:
+        parser.error("--cluster-lapses must leave two clocks: raise --clocks")
 
     workdir = Path(tempfile.mkdtemp(prefix="otklik-bench-sla-"))
     emulator = RemoteEmulator(workdir / "certs")
@@ -489,52 +551,53 @@ def main() -> None:
             f"in {time.perf_counter() - started:.1f} s"
         )
 
-        idle = idle_phase(services, args.repeats)
-        sweep_median = statistics.median(idle["sweep"])
-        naive_median = statistics.median(idle["naive"])
-        print("\nidle sweep (none due)")
-        print(f"  plan: {idle['plan']}")
-        print(
-            f"  sweep: median {sweep_median:.2f} ms, "
-            f"p95 {percentile(idle['sweep'], 0.95):.2f} ms ({len(idle['sweep'])} runs)"
-        )
-        print(
-            f"  naive full scan: median {naive_median:.0f} ms, "
-            f"p95 {percentile(idle['naive'], 0.95):.0f} ms ({len(idle['naive'])} runs)"
-        )
-        print(f"  ratio naive/sweep (median): {naive_median / sweep_median:.0f}x")
-        print(
-            f"  due-clock query alone without its index: median "
-            f"{statistics.median(idle['unindexed']):.1f} ms"
-        )
+        if "idle" in phases:
+            report_idle(idle_phase(services, args.repeats))
 
-        common = {"portals": args.portals, "per_portal": args.clocks}
-        burst = due_phase(
-            services,
-            emulator,
-            number=1,
-            spread=1.0,
-            interval=args.interval,
-            **common,
-        )
-        report_due(
-            f"burst: {args.portals} clocks lapse within 1 s, "
-            f"sweep every {args.interval} s",
-            burst,
-        )
-        spread = due_phase(
-            services,
-            emulator,
-            number=2,
-            spread=args.spread,
-            interval=args.interval,
-            **common,
-        )
-        report_due(
-            f"spread: {args.portals} clocks lapse over {args.spread:.0f} s, "
-            f"sweep every {args.interval} s",
-            spread,
-        )
+        common = {"per_portal": args.clocks, "interval": args.interval}
+        if "burst" in phases:
+            burst = due_phase(
+                services,
+                emulator,
+                portals=args.portals,
+                numbers=range(1, 2),
+                spread=1.0,
+                **common,
+            )
+            report_due(
+                f"burst: {args.portals} clocks lapse within 1 s, "
+                f"sweep every {args.interval} s",
+                burst,
+            )
+        if "spread" in phases:
+            spread = due_phase(
+                services,
+                emulator,
+                portals=args.portals,
+                numbers=range(2, 3),
+                spread=args.spread,
+                **common,
+            )
+            report_due(
+                f"spread: {args.portals} clocks lapse over {args.spread:.0f} s, "
+                f"sweep every {args.interval} s",
+                spread,
+            )
+        if "cluster" in phases:
+            lapses = args.cluster_lapses
+            cluster = due_phase(
+                services,
+                emulator,
+                portals=args.cluster_portals,
+                numbers=range(3, 3 + lapses),
+                spread=1.0,
+                **common,
+            )
+            report_due(
+                f"cluster: {lapses} clocks on each of {args.cluster_portals} "
+                f"portals lapse within 1 s, sweep every {args.interval} s",
+                cluster,
+            )
         capacity = emulator_capacity(emulator)
         print(f"\nemulated portal alone: {capacity:.0f} HTTPS calls/s from 32 threads")
     finally:

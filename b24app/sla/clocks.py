@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, or_, select, true, update
 
 from b24app.bitrix.values import optional_id
 from b24app.models import Escalation, Lead, Portal, SlaClock
@@ -441,6 +441,38 @@ def cancel_clocks(services: Services, lead_id: int) -> None:
                 .values(status="cancelled", locked_until=None)
             )
             _mark_tasks_for_closing(session, lead_id, now)
+
+
+def cancel_off_channel_bot_clocks(session, portal_id: int, policy: SlaPolicy) -> int:
+    """Cancel the portal's open bot clocks of leads outside ``policy.bot_channels``.
+
+    Such clocks come from before the per-channel rule, or from a channel the
+    administrator took off the list later. No bot replies there, so they
+    would show a bot breach. Clocks with a stop time keep their result.
+    Returns the number of clocks cancelled.
+    """
+    off_channel = or_(Lead.channel.is_(None), Lead.channel == "")
+    if policy.bot_channels:
+        off_channel = or_(off_channel, Lead.channel.not_in(policy.bot_channels))
+    else:
+        off_channel = true()
+
+    lead_off_channel = (
+        exists().where(Lead.id == SlaClock.lead_id, off_channel).correlate(SlaClock)
+    )
+    result = session.execute(
+        update(SlaClock)
+        .where(
+            SlaClock.portal_id == portal_id,
+            SlaClock.tier == "bot",
+            SlaClock.stopped_at.is_(None),
+            SlaClock.state.in_(("running", "breached")),
+            lead_off_channel,
+        )
+        .values(state="cancelled", breached_at=None, next_check_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 def apply_tags(services: Services, portal: Portal, lead_id: int) -> str:

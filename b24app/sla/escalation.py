@@ -20,7 +20,9 @@ Exactly once, with several workers, restarts and repeated events:
 
 Sends run in a thread pool, one portal per thread at a time, so one slow
 portal does not hold up the others and each portal's rate limit is kept by
-the shared limiter.
+the shared limiter. A portal's fresh claims go out together in ``batch``
+calls of up to 50 commands, so a burst of lapses on one portal costs a few
+requests instead of one or two per lapse.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import case, exists, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from b24app import portal_settings
@@ -60,6 +62,8 @@ SWEEP_BUDGET_SECONDS = 30.0
 RETRY_BATCH = 200
 CLOSE_BATCH = 100
 SEND_THREADS = 32
+BATCH_COMMANDS = 50
+"""Commands per batch call: the Bitrix24 maximum for one ``batch`` request."""
 TASK_DEADLINE_SECONDS = 30 * 60
 SENIOR_CACHE_SECONDS = 1800
 INACTIVE_RECHECK = timedelta(hours=1)
@@ -176,6 +180,17 @@ def _check_clock(
         clock.next_check_at = None
         return []
 
+    if clock.tier == "bot" and not policy.has_bot_clock(lead.channel):
+        # A clock from before the per-channel rule, or from a channel taken
+        # off the bot channels since. No bot replies in such a channel.
+        clock.state = "cancelled"
+        clock.next_check_at = None
+        logger.info(
+            "bot clock outside the bot channels cancelled",
+            extra={"member_id": portal.member_id, "lead_id": lead.bitrix_id},
+        )
+        return []
+
     if now >= clock.due_at and clock.state == "running":
         clock.state = "breached"
         clock.breached_at = clock.due_at
@@ -271,12 +286,20 @@ def retry_pending(services: Services, now: datetime) -> Counter[str]:
 def _deliver(
     services: Services, claims: list[tuple[int, int]], now: datetime, *, retry: bool
 ) -> Counter[str]:
-    """Send claims, portals in parallel and each portal's claims in order."""
+    """Send claims, portals in parallel and each portal's claims in order.
+
+    Fresh claims are read in one query and sent per portal in batch calls
+    (``_send_fresh``). Retries go one by one through ``send``, which looks
+    for a task an earlier attempt may have created.
+    """
     by_portal: dict[int, list[int]] = defaultdict(list)
     for escalation_id, portal_id in claims:
         by_portal[portal_id].append(escalation_id)
+    rows = {} if retry else _load_claims(services, [c[0] for c in claims])
 
     def run(ids: list[int]) -> Counter[str]:
+        if not retry:
+            return _send_fresh(services, [rows.get(i) or i for i in ids], now)
         outcomes: Counter[str] = Counter()
         for escalation_id in ids:
             try:
@@ -302,6 +325,24 @@ def _deliver(
     return total
 
 
+def _load_claims(services: Services, escalation_ids: list[int]) -> dict[int, tuple]:
+    """Read claimed rows with their lead, portal and human clock, detached."""
+    if not escalation_ids:
+        return {}
+    with services.db.session() as session:
+        rows = session.execute(
+            select(Escalation, Lead, Portal, SlaClock)
+            .join(Lead, Escalation.lead_id == Lead.id)
+            .join(Portal, Escalation.portal_id == Portal.id)
+            .outerjoin(
+                SlaClock, (SlaClock.lead_id == Lead.id) & (SlaClock.tier == "human")
+            )
+            .where(Escalation.id.in_(escalation_ids))
+        ).all()
+        session.expunge_all()
+    return {row[0].id: tuple(row) for row in rows}
+
+
 def send(
     services: Services,
     escalation_id: int,
@@ -315,90 +356,275 @@ def send(
     have reached the portal, so a task is looked up before one is created.
     """
     now = now or datetime.now(UTC)
-    with services.db.session() as session:
-        row = session.execute(
-            select(Escalation, Lead, Portal, SlaClock)
-            .join(Lead, Escalation.lead_id == Lead.id)
-            .join(Portal, Escalation.portal_id == Portal.id)
-            .outerjoin(
-                SlaClock, (SlaClock.lead_id == Lead.id) & (SlaClock.tier == "human")
-            )
-            .where(Escalation.id == escalation_id)
-        ).first()
-        session.expunge_all()
+    row = _load_claims(services, [escalation_id]).get(escalation_id)
     if row is None or row[0].status not in PENDING_STATUSES:
         return "skipped"
     escalation, lead, portal, clock = row
 
-    extra = {
-        "member_id": portal.member_id,
-        "lead_id": lead.bitrix_id,
-        "level": escalation.level,
-    }
-    _, level_round = split_level(escalation.level)
-    answered = clock is None or clock.stopped_at is not None
-    if answered or clock.state == "cancelled" or lead.deleted:
-        _record(
-            services,
-            escalation_id,
-            now,
-            status="cancelled",
-            attempt=False,
-            attempts_before=escalation.attempts,
-        )
-        return "cancelled"
-    if level_round != (clock.clock_round or 0):
-        # The clock restarted after a reassignment; this round is over.
-        _record(
-            services,
-            escalation_id,
-            now,
-            status="cancelled",
-            attempt=False,
-            attempts_before=escalation.attempts,
-        )
-        return "cancelled"
-
     client = services.client(portal)
-    try:
-        recipient, rerouted = _recipient(client, portal, lead, clock, escalation)
-        if recipient is None:
-            raise LookupError("no recipient: set a senior or an owner in the settings")
-        if not lead.urgent:
-            opening = sla_settings.next_working_time(portal, recipient, now)
-            if opening > now:
-                _postpone(services, escalation_id, recipient, opening)
-                logger.info("escalation postponed to working time", extra=extra)
-                return "postponed"
+    plan = _plan(services, client, row, now)
+    if isinstance(plan, str):
+        return plan
+    recipient, rerouted = plan
 
-        lang = "en" if (portal.language or "ru").startswith("en") else "ru"
+    extra = _log_extra(portal, lead, escalation)
+    lang = _language(portal)
+    try:
         if escalation.action == "task_senior":
             result = _create_task(
                 client, portal, lead, clock, escalation, recipient, now, lang, retry
             )
-        elif escalation.action == "warn_responsible":
-            text = _warn_text(client, portal, lead, clock, now, lang, rerouted)
-            result = _notify(client, recipient, text, escalation_id)
         else:
-            text = _owner_text(portal, lead, clock, now, lang)
-            result = _notify(client, recipient, text, escalation_id)
+            command = _notice_command(
+                client, portal, lead, clock, escalation, recipient, now, lang, rerouted
+            )
+            result = _notify(client, *command)
     except (BitrixCallError, LookupError) as err:
-        permanent = isinstance(err, PortalInactive)
-        _record(
-            services,
-            escalation_id,
-            now,
-            status="failed",
-            error=str(err)[:500],
-            give_up=permanent,
-            attempts_before=escalation.attempts,
-        )
-        logger.warning("escalation failed", extra=extra | {"error": str(err)[:200]})
+        _fail(services, row, now, err)
         return "failed"
 
     _record(services, escalation_id, now, attempts_before=escalation.attempts, **result)
     logger.info("escalation sent", extra=extra | {"action": escalation.action})
     return "sent"
+
+
+def _send_fresh(services: Services, rows: list, now: datetime) -> Counter[str]:
+    """Send one portal's fresh claims, several per batch call, in claim order.
+
+    A task takes two commands (the task and the senior's notice) and a notice
+    one, so a call carries up to ``BATCH_COMMANDS // 2`` tasks. Each call's
+    results are stored in one transaction right after the portal responded.
+    ``rows`` holds ``_load_claims`` rows, or bare ids of rows not found.
+    """
+    outcomes: Counter[str] = Counter()
+    ready: list[tuple[tuple, int, bool]] = []
+    client = None
+    for row in rows:
+        if not isinstance(row, tuple) or row[0].status not in PENDING_STATUSES:
+            outcomes["skipped"] += 1
+            continue
+        client = client or services.client(row[2])
+        try:
+            plan = _plan(services, client, row, now)
+        except Exception:
+            # The claim keeps its lease and is retried when it runs out.
+            logger.exception(
+                "escalation send crashed", extra={"escalation_id": row[0].id}
+            )
+            outcomes["failed"] += 1
+            continue
+        if isinstance(plan, str):
+            outcomes[plan] += 1
+        else:
+            ready.append((row, *plan))
+
+    batch: list[tuple[tuple, dict[str, tuple[str, dict]]]] = []
+    size = 0
+    for row, recipient, rerouted in ready:
+        try:
+            commands = _commands(client, row, recipient, rerouted, now)
+        except Exception:
+            logger.exception(
+                "escalation send crashed", extra={"escalation_id": row[0].id}
+            )
+            outcomes["failed"] += 1
+            continue
+        if size + len(commands) > BATCH_COMMANDS:
+            outcomes.update(_send_batch_safely(services, client, batch, now))
+            batch, size = [], 0
+        batch.append((row, commands))
+        size += len(commands)
+    if batch:
+        outcomes.update(_send_batch_safely(services, client, batch, now))
+    return outcomes
+
+
+def _send_batch_safely(services: Services, client, batch: list, now: datetime):
+    try:
+        return _send_batch(services, client, batch, now)
+    except Exception:
+        # The claims keep their leases and are retried when they run out.
+        logger.exception(
+            "escalation batch crashed",
+            extra={"escalation_ids": [row[0].id for row, _ in batch]},
+        )
+        return Counter(failed=len(batch))
+
+
+def _commands(
+    client, row: tuple, recipient: int, rerouted: bool, now: datetime
+) -> dict[str, tuple[str, dict]]:
+    """Build the batch commands of one claim, keyed by its escalation id."""
+    escalation, lead, portal, clock = row
+    lang = _language(portal)
+    if escalation.action == "task_senior":
+        commands = _task_commands(
+            client, portal, lead, clock, escalation, recipient, now, lang
+        )
+        return {f"{key}{escalation.id}": value for key, value in commands.items()}
+    user_id, message, escalation_id = _notice_command(
+        client, portal, lead, clock, escalation, recipient, now, lang, rerouted
+    )
+    return {
+        f"notify{escalation.id}": (
+            "im.notify.system.add",
+            {"USER_ID": user_id, "MESSAGE": message, "TAG": _notice_tag(escalation_id)},
+        )
+    }
+
+
+def _send_batch(
+    services: Services,
+    client,
+    batch: list[tuple[tuple, dict[str, tuple[str, dict]]]],
+    now: datetime,
+) -> Counter[str]:
+    """Make one batch call for several claims of a portal and store the results.
+
+    The batch runs with ``halt``, so a rejected task never gets its senior's
+    notice. Claims whose commands did not run after a rejection fail, as do
+    all claims of a failed call. Each is retried when its lease runs out, and
+    a retried task is looked up by its marker before a new one is created.
+    """
+    outcomes: Counter[str] = Counter()
+    commands = {key: value for _, part in batch for key, value in part.items()}
+    try:
+        results, errors = client.batch(commands, halt=True)
+    except BitrixCallError as err:
+        for row, _ in batch:
+            _fail(services, row, now, err)
+        outcomes["failed"] += len(batch)
+        return outcomes
+
+    records: list[tuple[Escalation, dict[str, Any]]] = []
+    for row, part in batch:
+        escalation, lead, portal, _ = row
+        try:
+            result = _batch_result(escalation, part, results, errors)
+        except (BitrixCallError, LookupError) as err:
+            _fail(services, row, now, err)
+            outcomes["failed"] += 1
+            continue
+        records.append((escalation, result))
+        logger.info(
+            "escalation sent",
+            extra=_log_extra(portal, lead, escalation) | {"action": escalation.action},
+        )
+    if records:
+        _record_many(services, records, now)
+        outcomes["sent"] += len(records)
+    return outcomes
+
+
+def _batch_result(
+    escalation: Escalation,
+    part: dict[str, tuple[str, dict]],
+    results: dict[str, Any],
+    errors: dict[str, Any],
+) -> dict[str, Any]:
+    """Return one claim's record values from a batch response, or raise its error."""
+    recipient = part[f"notify{escalation.id}"][1]["USER_ID"]
+    if escalation.action == "task_senior":
+        key = f"task{escalation.id}"
+        if key in errors:
+            raise _command_error("tasks.task.add", errors[key])
+        if key not in results:
+            raise LookupError("task not created: the batch stopped at an error")
+        task = (results.get(key) or {}).get("task") or {}
+        task_id = int(task.get("id") or task.get("ID") or 0) or None
+        return {"status": "sent", "recipient_id": recipient, "task_bitrix_id": task_id}
+
+    key = f"notify{escalation.id}"
+    if key in errors:
+        raise _command_error("im.notify.system.add", errors[key])
+    if key not in results:
+        raise LookupError("notice not sent: the batch stopped at an error")
+    if results.get(key) is False:
+        raise LookupError(f"user {recipient} cannot receive notifications")
+    return {"status": "sent", "recipient_id": recipient}
+
+
+def _command_error(method: str, err: Any) -> BitrixCallError:
+    err = err if isinstance(err, dict) else {}
+    return BitrixCallError(
+        method,
+        str(err.get("error", "")),
+        str(err.get("error_description", "")),
+        400,
+    )
+
+
+def _plan(
+    services: Services, client, row: tuple, now: datetime
+) -> str | tuple[int, bool]:
+    """Settle a claim that needs no portal call, else return its recipient.
+
+    Returns "cancelled", "postponed" or "failed" when the claim is settled,
+    or (recipient, rerouted) when it is to be sent now.
+    """
+    escalation, lead, portal, clock = row
+    _, level_round = split_level(escalation.level)
+    answered = clock is None or clock.stopped_at is not None
+    over = answered or clock.state == "cancelled" or lead.deleted
+    # A round that differs means the clock restarted after a reassignment.
+    if over or level_round != (clock.clock_round or 0):
+        _record(
+            services,
+            escalation.id,
+            now,
+            status="cancelled",
+            attempt=False,
+            attempts_before=escalation.attempts,
+        )
+        return "cancelled"
+
+    try:
+        recipient, rerouted = _recipient(client, portal, lead, clock, escalation)
+        if recipient is None:
+            raise LookupError("no recipient: set a senior or an owner in the settings")
+    except (BitrixCallError, LookupError) as err:
+        _fail(services, row, now, err)
+        return "failed"
+
+    if not lead.urgent:
+        opening = sla_settings.next_working_time(portal, recipient, now)
+        if opening > now:
+            _postpone(services, escalation.id, recipient, opening)
+            logger.info(
+                "escalation postponed to working time",
+                extra=_log_extra(portal, lead, escalation),
+            )
+            return "postponed"
+    return recipient, rerouted
+
+
+def _fail(services: Services, row: tuple, now: datetime, err: Exception) -> None:
+    escalation, lead, portal, _ = row
+    _record(
+        services,
+        escalation.id,
+        now,
+        status="failed",
+        error=str(err)[:500],
+        give_up=isinstance(err, PortalInactive),
+        attempts_before=escalation.attempts,
+    )
+    logger.warning(
+        "escalation failed",
+        extra=_log_extra(portal, lead, escalation) | {"error": str(err)[:200]},
+    )
+
+
+def _log_extra(portal: Portal, lead: Lead, escalation: Escalation) -> dict[str, Any]:
+    return {
+        "member_id": portal.member_id,
+        "lead_id": lead.bitrix_id,
+        "level": escalation.level,
+    }
+
+
+def _language(portal: Portal) -> str:
+    return "en" if (portal.language or "ru").startswith("en") else "ru"
 
 
 def _recipient(
@@ -454,8 +680,6 @@ def _record(
     values: dict[str, Any] = {"status": status, "error": error, "attempts": attempts}
     if recipient_id:
         values["recipient_id"] = recipient_id
-    if task_bitrix_id:
-        values["task_bitrix_id"] = task_bitrix_id
     if status in ("sent", "cancelled"):
         values["sent_at"] = datetime.now(UTC) if status == "sent" else None
         values["locked_until"] = None
@@ -465,21 +689,57 @@ def _record(
         values["locked_until"] = now + timedelta(seconds=15 * 2 ** min(attempts, 6))
 
     with services.db.session() as session:
-        session.execute(
-            update(Escalation).where(Escalation.id == escalation_id).values(**values)
+        session.execute(_record_statement(escalation_id, values, task_bitrix_id, now))
+
+
+def _record_many(
+    services: Services,
+    records: list[tuple[Escalation, dict[str, Any]]],
+    now: datetime,
+) -> None:
+    """Store the sent claims of one batch call in one transaction."""
+    sent_at = datetime.now(UTC)
+    with services.db.session() as session:
+        for escalation, result in records:
+            values = {
+                "status": "sent",
+                "error": None,
+                "attempts": escalation.attempts + 1,
+                "sent_at": sent_at,
+                "locked_until": None,
+                "recipient_id": result["recipient_id"],
+            }
+            statement = _record_statement(
+                escalation.id, values, result.get("task_bitrix_id"), now
+            )
+            session.execute(statement)
+
+
+def _record_statement(
+    escalation_id: int,
+    values: dict[str, Any],
+    task_bitrix_id: int | None,
+    now: datetime,
+):
+    """Build the UPDATE that stores an outcome, in one statement.
+
+    A new task of a lead answered while the task was being made is marked
+    for completing (``close_after``) in the same statement.
+    """
+    if task_bitrix_id:
+        answered = exists().where(
+            SlaClock.lead_id == Escalation.lead_id,
+            SlaClock.tier == "human",
+            SlaClock.stopped_at.is_not(None),
         )
-        if task_bitrix_id:
-            # The lead may have been answered while the task was being made.
-            answered = exists().where(
-                SlaClock.lead_id == Escalation.lead_id,
-                SlaClock.tier == "human",
-                SlaClock.stopped_at.is_not(None),
-            )
-            session.execute(
-                update(Escalation)
-                .where(Escalation.id == escalation_id, answered)
-                .values(close_after=now)
-            )
+        values = values | {
+            "task_bitrix_id": task_bitrix_id,
+            "close_after": case(
+                (answered, literal(now, Escalation.close_after.type)),
+                else_=Escalation.close_after,
+            ),
+        }
+    return update(Escalation).where(Escalation.id == escalation_id).values(**values)
 
 
 # Portal calls
@@ -509,45 +769,8 @@ def _create_task(
                 "task_bitrix_id": existing,
             }
 
-    tz = sla_settings.calendar(portal).tz
-    try:
-        deadline = sla_settings.working_calendar(portal, senior).add_business_seconds(
-            now, TASK_DEADLINE_SECONDS
-        )
-    except NoOpenTimeError:
-        deadline = now + timedelta(seconds=TASK_DEADLINE_SECONDS)
-    title = _task_title(lead, lang)
     results, errors = client.batch(
-        {
-            "task": (
-                "tasks.task.add",
-                {
-                    "fields": {
-                        "TITLE": title,
-                        "DESCRIPTION": _task_description(
-                            client, portal, lead, clock, escalation, now, lang
-                        ),
-                        "RESPONSIBLE_ID": senior,
-                        "DEADLINE": deadline.astimezone(tz).isoformat(
-                            timespec="seconds"
-                        ),
-                        "PRIORITY": 2 if lead.urgent else 1,
-                        "UF_CRM_TASK": [f"L_{lead.bitrix_id}"],
-                        "AUDITORS": [clock.responsible_id]
-                        if clock.responsible_id and clock.responsible_id != senior
-                        else [],
-                    }
-                },
-            ),
-            "notify": (
-                "im.notify.system.add",
-                {
-                    "USER_ID": senior,
-                    "MESSAGE": _senior_text(portal, lead, clock, now, lang),
-                    "TAG": _notice_tag(escalation.id),
-                },
-            ),
-        },
+        _task_commands(client, portal, lead, clock, escalation, senior, now, lang),
         halt=True,
     )
     if "task" in errors:
@@ -563,6 +786,55 @@ def _create_task(
         "status": "sent",
         "recipient_id": senior,
         "task_bitrix_id": int(task.get("id") or task.get("ID") or 0) or None,
+    }
+
+
+def _task_commands(
+    client,
+    portal: Portal,
+    lead: Lead,
+    clock: SlaClock,
+    escalation: Escalation,
+    senior: int,
+    now: datetime,
+    lang: str,
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Build the batch commands that create the task and notify the senior."""
+    tz = sla_settings.calendar(portal).tz
+    try:
+        deadline = sla_settings.working_calendar(portal, senior).add_business_seconds(
+            now, TASK_DEADLINE_SECONDS
+        )
+    except NoOpenTimeError:
+        deadline = now + timedelta(seconds=TASK_DEADLINE_SECONDS)
+    title = _task_title(lead, lang)
+    return {
+        "task": (
+            "tasks.task.add",
+            {
+                "fields": {
+                    "TITLE": title,
+                    "DESCRIPTION": _task_description(
+                        client, portal, lead, clock, escalation, now, lang
+                    ),
+                    "RESPONSIBLE_ID": senior,
+                    "DEADLINE": deadline.astimezone(tz).isoformat(timespec="seconds"),
+                    "PRIORITY": 2 if lead.urgent else 1,
+                    "UF_CRM_TASK": [f"L_{lead.bitrix_id}"],
+                    "AUDITORS": [clock.responsible_id]
+                    if clock.responsible_id and clock.responsible_id != senior
+                    else [],
+                }
+            },
+        ),
+        "notify": (
+            "im.notify.system.add",
+            {
+                "USER_ID": senior,
+                "MESSAGE": _senior_text(portal, lead, clock, now, lang),
+                "TAG": _notice_tag(escalation.id),
+            },
+        ),
     }
 
 
@@ -582,6 +854,25 @@ def _find_task(client, lead: Lead, escalation_id: int) -> int | None:
         if marker.search(text):
             return int(task.get("id") or task.get("ID"))
     return None
+
+
+def _notice_command(
+    client,
+    portal: Portal,
+    lead: Lead,
+    clock: SlaClock,
+    escalation: Escalation,
+    recipient: int,
+    now: datetime,
+    lang: str,
+    rerouted: bool,
+) -> tuple[int, str, int]:
+    """Return the user, text and escalation id of a warning or owner notice."""
+    if escalation.action == "warn_responsible":
+        text = _warn_text(client, portal, lead, clock, now, lang, rerouted)
+    else:
+        text = _owner_text(portal, lead, clock, now, lang)
+    return recipient, text, escalation.id
 
 
 def _notify(client, user_id: int, message: str, escalation_id: int) -> dict[str, Any]:

@@ -12,6 +12,10 @@ activity counts as a person's touch, because a robot's activity cannot be
 told from a person's without the event. A status the app never saw change
 counts as a person's move for the same reason.
 
+Each run also cancels the portal's open bot clocks of leads whose channel is
+not (or no longer) one of the policy's bot channels, as the sweep does when
+such a clock falls due (``escalation``).
+
 Leads are taken in turns, least recently reconciled first, at most
 ``MAX_LEADS_PER_RUN`` per portal and run, in batch calls of
 ``LEADS_PER_BATCH`` leads.
@@ -30,6 +34,8 @@ from b24app.bitrix.values import optional_id
 from b24app.models import InboundEvent, Lead, Portal, SlaClock
 from b24app.services import Services
 from b24app.sla import clocks
+from b24app.sla import settings as sla_settings
+from b24app.sla.policy import PolicyError
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +83,8 @@ def reconcile_portal(
     services: Services, portal: Portal, now: datetime | None = None
 ) -> int:
     now = now or datetime.now(UTC)
+    _cancel_off_channel_bot_clocks(services, portal)
+
     with services.db.session() as session:
         rows = session.execute(
             select(SlaClock.id, Lead)
@@ -111,6 +119,25 @@ def reconcile_portal(
             extra={"member_id": portal.member_id, "count": found},
         )
     return found
+
+
+def _cancel_off_channel_bot_clocks(services: Services, portal: Portal) -> None:
+    try:
+        policy = sla_settings.policy(portal)
+    except PolicyError as err:
+        logger.warning(
+            "sla policy invalid, bot clocks not checked",
+            extra={"member_id": portal.member_id, "error": str(err)[:200]},
+        )
+        return
+
+    with services.db.session() as session:
+        cancelled = clocks.cancel_off_channel_bot_clocks(session, portal.id, policy)
+    if cancelled:
+        logger.info(
+            "bot clocks outside the bot channels cancelled",
+            extra={"member_id": portal.member_id, "count": cancelled},
+        )
 
 
 def _reconcile_chunk(

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from b24app.models import Lead, Portal, SlaClock
-from b24app.sla import clocks
+from b24app.sla import clocks, escalation, reconcile
 from tests.helpers import drain, lead_row
 from tests.sla.support import MANAGER, configure, new_lead, now
 
@@ -172,3 +172,64 @@ def test_lead_tab_says_bot_not_needed(emulator, installed, services, worker):
     assert 'data-tier="bot" data-state="cancelled"' in response.text
     assert "не понадобился: менеджер ответил раньше бота" in response.text
     assert "ответ за 0 мин" not in response.text
+
+
+def _form_lead_with_old_bot_clock(emulator, installed, services, worker) -> int:
+    """A form lead tagged while forms had a bot, then forms taken off the list."""
+    configure(services, installed.id, policy={"bot_channels": ["openline", "site"]})
+    lead_id = new_lead(emulator, services, worker)
+    configure(services, installed.id)
+    return lead_id
+
+
+def _lapse_bot_clock(services, bitrix_id: int, *, breached: bool) -> None:
+    bot = _clocks(services, bitrix_id)["bot"]
+    with services.db.session() as session:
+        clock = session.get(SlaClock, bot.id)
+        clock.starts_at -= timedelta(minutes=10)
+        clock.due_at -= timedelta(minutes=10)
+        clock.next_check_at = None if breached else clock.due_at
+        if breached:
+            clock.state = "breached"
+            clock.breached_at = clock.due_at
+
+
+def test_sweep_cancels_off_channel_bot_clock(emulator, installed, services, worker):
+    lead_id = _form_lead_with_old_bot_clock(emulator, installed, services, worker)
+    _lapse_bot_clock(services, lead_id, breached=False)
+
+    escalation.sweep(services)
+
+    bot = _clocks(services, lead_id)["bot"]
+    assert bot.state == "cancelled"
+    assert bot.breached_at is None
+    assert bot.next_check_at is None
+
+
+def test_reconcile_cancels_off_channel_bot_clock(emulator, installed, services, worker):
+    form_lead = _form_lead_with_old_bot_clock(emulator, installed, services, worker)
+    chat_lead = _chat_lead(emulator, services, worker)
+    _lapse_bot_clock(services, form_lead, breached=True)
+    _lapse_bot_clock(services, chat_lead, breached=True)
+
+    reconcile.reconcile_portal(services, _portal(services, installed.id))
+
+    form_bot = _clocks(services, form_lead)["bot"]
+    assert form_bot.state == "cancelled"
+    assert form_bot.breached_at is None
+    assert form_bot.stopped_at is None
+    assert _clocks(services, chat_lead)["bot"].state == "breached"
+
+
+def test_reconcile_keeps_met_off_channel_bot_clock(
+    emulator, installed, services, worker
+):
+    lead_id = _form_lead_with_old_bot_clock(emulator, installed, services, worker)
+    replied_at = now()
+    _bot_reply(services, installed, lead_id, replied_at)
+
+    reconcile.reconcile_portal(services, _portal(services, installed.id))
+
+    bot = _clocks(services, lead_id)["bot"]
+    assert bot.state == "met"
+    assert bot.stopped_at == replied_at
