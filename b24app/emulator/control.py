@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from . import crm
 from .errors import RestError
+from .methods import currency
 
 if TYPE_CHECKING:
     from .state import Portal
@@ -192,6 +193,29 @@ def open_placement():
             "body": response.text,
         }
     )
+
+
+@bp.get("/currencies")
+def list_currencies():
+    """Return the base currency and every currency row as `crm.currency.list` has it."""
+    return jsonify(currency.currency_state(_portal()))
+
+
+@bp.post("/currencies")
+def update_currencies():
+    """Set the base currency and rates: `{"base": "USD", "rates": {"EUR": 1.08}}`.
+
+    Rates are in units of the base currency after the switch. A rate is a
+    number per 1 unit or `{"amount": 1.2, "amount_cnt": 100}`.
+    """
+    body = _body()
+    unknown = set(body) - {"base", "rates"}
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise ValueError(f"Unknown keys in the request body: {names}; use base, rates.")
+    if "base" not in body and "rates" not in body:
+        raise ValueError("Send base, rates or both.")
+    return jsonify(_portal().set_currencies(body.get("base"), body.get("rates")))
 
 
 @bp.get("/users")

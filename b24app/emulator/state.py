@@ -121,6 +121,8 @@ class Portal:
         self.bot_messages = Store(self.lock)
         self.bookings = Store(self.lock)
         self.booking_resources = Store(self.lock)
+        # CRM currencies by ISO 4217 code; see `methods.currency`.
+        self.currencies = Store(self.lock)
         self._counters: dict[str, int] = defaultdict(int)
         self._delivered: list[tuple[str, str, int | str]] = []
 
@@ -134,6 +136,9 @@ class Portal:
         self.events = EventDispatcher(self)
 
         seed.populate(self, full=config.seed)
+        from .methods import currency
+
+        currency.seed_currencies(self)
 
     # ------------------------------------------------------------ basics
 
@@ -436,6 +441,14 @@ class Portal:
         from .methods import openlines
 
         return openlines.messages_to_client(self, chat_id)
+
+    def set_currencies(
+        self, base: str | None = None, rates: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Change the base currency and the rates; see `currency.set_currencies`."""
+        from .methods import currency
+
+        return currency.set_currencies(self, base, rates)
 
     # ------------------------------------------------------------ app life cycle
 

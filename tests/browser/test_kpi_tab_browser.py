@@ -166,7 +166,7 @@ def test_kpi_tab_labels_and_formats(page, emulator, november_data):
 
     assert frame.locator("#cancelled").inner_text() == "2"
     assert frame.locator("#cancelled-detail").inner_text() == "из них поздних 1"
-    assert frame.locator("#revenue").inner_text().replace("\u00a0", " ") == "4 000"
+    assert frame.locator("#revenue").inner_text().replace("\u00a0", " ") == "4 000 ₽"
     coverage = frame.locator("#revenue-coverage").inner_text()
     assert coverage == "сумма есть у 66,7\u202f% визитов"
 
