@@ -166,6 +166,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any] | None:
             "CHARTJS_URL": "/static/vendor/chart.umd.js"
             if LOCAL_CHARTJS.exists()
             else None,
+            # The emulator's BX24 stub fits the tab's frame in the emulated
+            # portal page; the demo loads nothing from api.bitrix24.com.
+            "BX24_JS_URL": f"{emulator.base_url}/_emulator/ui/bx24.js",
             # The emulated portal is on an Enterprise plan: 5 requests/s.
             "RATE_LIMIT": 5.0,
             "RATE_BURST": 250,

@@ -43,6 +43,7 @@ def kpi_tab():
             is_admin=viewer.is_admin,
             chartjs=_chartjs(),
             timezone=portal_settings.timezone(portal),
+            bx24_js_url=current_app.config["BX24_JS_URL"],
         )
     )
     return _frameable(response, portal.domain)
@@ -102,6 +103,7 @@ def lead_tab():
             booked=_local_time(
                 lead, "appointment_time", portal_settings.timezone(portal)
             ),
+            bx24_js_url=current_app.config["BX24_JS_URL"],
         )
     )
     return _frameable(response, portal.domain)

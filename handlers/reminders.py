@@ -111,7 +111,10 @@ def page():
     except ApiError as err:
         return render_template("error.html", message=str(err)), err.status
     response = render_template(
-        "reminders.html", api_token=token, placeholders=templates.PLACEHOLDERS
+        "reminders.html",
+        api_token=token,
+        placeholders=templates.PLACEHOLDERS,
+        bx24_js_url=get_services().config["BX24_JS_URL"],
     )
     return (
         response,

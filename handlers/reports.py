@@ -66,6 +66,7 @@ def kpi_page():
             is_admin=viewer.is_admin,
             chartjs=_chartjs(),
             timezone=portal_settings.timezone(portal),
+            bx24_js_url=current_app.config["BX24_JS_URL"],
         )
     )
     return _frameable(response, portal.domain)

@@ -143,6 +143,7 @@ def page():
                 for code, labels in sla_settings.CHANNEL_LABELS.items()
             },
             capped_intents=CAPPED_INTENTS,
+            bx24_js_url=current_app.config["BX24_JS_URL"],
         )
     )
     response.headers["Content-Security-Policy"] = (

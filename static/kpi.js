@@ -291,10 +291,16 @@
     });
   }
 
+  // Fits the portal's frame to the page (static/frame.js); a no-op outside Bitrix24.
+  function fitFrame() {
+    if (window.OtklikFrame) { window.OtklikFrame.fit(); }
+  }
+
   function fail(err) {
     var error = document.getElementById("error");
     error.textContent = T.loadFailed + err.message;
     error.hidden = false;
+    fitFrame();
   }
 
   function renderResponse(data) {
@@ -461,6 +467,7 @@
       forecastChart(part.canvas, result[part.key], part.color, part.band, part.key === "revenue");
     });
     root.dataset.forecast = result.available ? "shown" : "hidden";
+    fitFrame();
   }
 
   function rowsOf(progress, entity) {
@@ -511,6 +518,7 @@
     if (progress.status === "running") {
       importTimer = setTimeout(loadImport, 5000);
     }
+    fitFrame();
   }
 
   function loadImport() {
@@ -568,9 +576,11 @@
       renderResponse(data);
       renderFunnel(data);
       root.dataset.loaded = "true";
+      fitFrame();
     }).catch(function (err) {
       if (err.field === "from" || err.field === "to") {
         rangeError(err.message, err.field);
+        fitFrame();
       } else {
         fail(err);
       }
@@ -608,6 +618,7 @@
     form.daily_capacity.value = settings.daily_capacity === null ? "" : settings.daily_capacity;
     form.owner_email.value = settings.owner_email || "";
     if (settings.is_admin && !spendChannels.length) { loadSpend(); }
+    fitFrame();
   }
 
   function saveSettings(event) {
@@ -702,6 +713,7 @@
     document.getElementById("spend-table").hidden = body.items.length === 0;
     document.getElementById("spend-empty").hidden = body.items.length > 0;
     root.dataset.spendRows = String(body.items.length);
+    fitFrame();
   }
 
   function loadSpend() {

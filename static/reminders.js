@@ -15,7 +15,13 @@
     if (pending === 0) {
       previewAll();
       root.dataset.loaded = "true";
+      fitFrame();
     }
+  }
+
+  // Fits the portal's frame to the page (static/frame.js); a no-op outside Bitrix24.
+  function fitFrame() {
+    if (window.OtklikFrame) { window.OtklikFrame.fit(); }
   }
 
   function $(id) { return document.getElementById(id); }
@@ -276,7 +282,10 @@
           if (report.ok) { list.appendChild(experimentBlock(report.data)); }
         });
       });
-    }).then(function () { list.dataset.loaded = "true"; });
+    }).then(function () {
+      list.dataset.loaded = "true";
+      fitFrame();
+    });
   }
 
   document.querySelectorAll("[data-template]").forEach(function (area) {
@@ -292,6 +301,7 @@
     if (!r.ok) {
       $("error").hidden = false;
       $("error").textContent = r.data.error;
+      fitFrame();
       return;
     }
     fill(r.data);

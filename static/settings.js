@@ -213,6 +213,7 @@
     Object.keys(settings.manager_schedules || {}).forEach(function (userId) {
       addSchedule(userId, settings.manager_schedules[userId]);
     });
+    fitFrame();
   }
 
   function number(id) {
@@ -311,6 +312,12 @@
   function showError(message) {
     $("error").textContent = message;
     $("error").hidden = false;
+    fitFrame();
+  }
+
+  // Fits the portal's frame to the page (static/frame.js); a no-op outside Bitrix24.
+  function fitFrame() {
+    if (window.OtklikFrame) { window.OtklikFrame.fit(); }
   }
 
   // Actions

@@ -166,6 +166,8 @@ def app_config(database_url, emulator, tmp_path) -> dict:
         "RATE_LIMIT": 1000.0,
         "RATE_BURST": 10000,
         "CHARTJS_URL": "/static/vendor/chart.umd.js",
+        # The emulator's BX24 stub, so no page loads api.bitrix24.com.
+        "BX24_JS_URL": f"{emulator.base_url}/_emulator/ui/bx24.js",
         "LOG_LEVEL": "INFO",
     }
 
