@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -94,6 +94,26 @@ def test_export_csv_content(api, with_november):
     assert fields["conversion.rate"] == "0.6"
     assert fields["appointments.revenue"] == "4000.0"
     assert ["date", "leads"] in rows
+
+
+def test_export_name_has_portal_date(api, monkeypatch):
+    import handlers.api
+
+    # 22:30 UTC on 5 December is 01:30 on 6 December in Moscow.
+    late = datetime(2026, 12, 5, 22, 30, tzinfo=UTC)
+
+    class LateEvening(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return late.astimezone(tz)
+
+    monkeypatch.setattr(handlers.api, "datetime", LateEvening)
+
+    response = api("GET", f"/reports/kpi.csv?{NOV_QUERY}")
+
+    assert response.status_code == 200
+    disposition = response.headers["Content-Disposition"]
+    assert disposition == 'attachment; filename="otklik-kpi-2026-12-06.csv"'
 
 
 def test_export_csv_booleans(api, with_november):

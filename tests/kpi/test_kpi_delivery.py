@@ -8,11 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import update
 
 from b24app.kpi import alerts, mail, png
 from b24app.kpi import settings as kpi_settings
 from b24app.kpi.forecast import fit, forecast, forecast_series, project
 from b24app.kpi.models import KpiDeal
+from b24app.models import Lead
 from tests.conftest import free_port
 from tests.kpi.fixtures import november
 
@@ -111,9 +113,17 @@ def _unanswered_leads(emulator, services, worker, count=3):
 
 
 def test_alert_once_a_day(emulator, services, installed, worker):
-    _unanswered_leads(emulator, services, worker)
-    today = datetime.now(MOSCOW).date()
-    noon = datetime.combine(today, time(13, 0), MOSCOW)
+    ids = _unanswered_leads(emulator, services, worker)
+    # The leads get wall-clock creation times, and Moscow midnight may pass
+    # before the check, so they are moved to the morning of a fixed day.
+    day = date(2026, 11, 16)
+    with services.db.session() as session:
+        session.execute(
+            update(Lead)
+            .where(Lead.bitrix_id.in_(ids))
+            .values(created_at=datetime.combine(day, time(9, 0), MOSCOW))
+        )
+    noon = datetime.combine(day, time(13, 0), MOSCOW)
 
     first = alerts.check_alerts(services, installed, now=noon)
     second = alerts.check_alerts(services, installed, now=noon)

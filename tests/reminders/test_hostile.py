@@ -522,20 +522,27 @@ def test_sms_reply_same_text_later_is_new(
     """Without a provider id, "1" today and "1" next week are two replies."""
     import handlers.bot
 
+    # Repeats are matched within fixed slots of the clock, so two posts on the
+    # wall clock could fall on both sides of a slot boundary. The handler's
+    # clock is pinned to the middle of the current slot instead.
+    window = handlers.bot.SMS_REPEAT_WINDOW
+    slot = int(datetime.now(UTC).timestamp()) // window
+    moment = datetime.fromtimestamp(slot * window + window // 2, UTC)
+
+    class Pinned(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return moment
+
+    monkeypatch.setattr(handlers.bot, "datetime", Pinned)
+
     url = _sms_url(app_server, reminder_portal)
     auth = sms_auth(services, reminder_portal.id)
     requests.post(url, json={"from": PHONE, "text": "1"}, auth=auth, timeout=10)
     requests.post(url, json={"from": PHONE, "text": "1"}, auth=auth, timeout=10)
     assert len(_events(services, SMS_EVENT)) == 1
 
-    later = datetime.now(UTC) + timedelta(days=7)
-
-    class Later(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return later
-
-    monkeypatch.setattr(handlers.bot, "datetime", Later)
+    moment += timedelta(days=7)
     requests.post(url, json={"from": PHONE, "text": "1"}, auth=auth, timeout=10)
     assert len(_events(services, SMS_EVENT)) == 2
 

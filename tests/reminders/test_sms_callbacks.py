@@ -27,6 +27,17 @@ PHONE = "+79161234567"
 REPLY = {"from": PHONE, "text": "3", "id": "cb-1"}
 
 
+@pytest.fixture(autouse=True)
+def legacy_urls_open(monkeypatch):
+    """Keep the old URLs within their grace period, whatever the run's date.
+
+    The period ends on a fixed date (``webhooks.LEGACY_URLS_UNTIL``), so on
+    the wall clock the tests of old URLs would fail from that date on.
+    """
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    monkeypatch.setattr(webhooks, "LEGACY_URLS_UNTIL", tomorrow)
+
+
 def _url(app_server, portal, callback: str = "reply") -> str:
     return f"{app_server.url}/bot/sms/{portal.id}/{callback}"
 
