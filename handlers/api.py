@@ -136,7 +136,8 @@ def report_download(kind: str, fmt: str):
     if fmt not in ("csv", "xlsx"):
         raise ApiError("format must be csv or xlsx", 404)
     data = _report(kind)
-    name = f"otklik-{kind}-{datetime.now(UTC).date().isoformat()}.{fmt}"
+    tz = ZoneInfo(portal_settings.timezone(g.portal))
+    name = f"otklik-{kind}-{datetime.now(tz).date().isoformat()}.{fmt}"
     if fmt == "csv":
         body = exports.to_csv(data).encode("utf-8-sig")
         mimetype = "text/csv; charset=utf-8"

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -145,7 +146,7 @@ def rollup_job(services: Services) -> int:
     """Build the stored per-day counts ahead of the first request that needs them."""
 
     def warm(portal: Portal) -> None:
-        today = datetime.now(UTC).date()
+        today = datetime.now(ZoneInfo(portal_settings.timezone(portal))).date()
         rollup.refresh(services, portal)
         rollup.cells(services, portal, today - timedelta(days=ROLLUP_DAYS), today)
         rollup.warm_deals(services, portal, today - timedelta(days=ROLLUP_DAYS), today)
