@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from b24app.bitrix.errors import (
     BitrixCallError,
@@ -14,7 +17,7 @@ from b24app.bitrix.errors import (
     RateLimited,
 )
 from b24app.bitrix.limiter import PortalRateLimiter
-from b24app.models import Portal
+from b24app.models import MethodDeferral, Portal
 
 
 def _fresh(services) -> Portal:
@@ -75,6 +78,131 @@ def test_operation_time_limit_defers_method(emulator, installed, services):
         client.call("crm.lead.list")
 
     assert client.call("user.current")["ID"]
+
+
+def _defer_method(services, portal: Portal, method: str, until: datetime) -> None:
+    with services.db.session() as session:
+        session.add(MethodDeferral(portal_id=portal.id, method=method, until=until))
+
+
+@contextmanager
+def _deferral_queries(services) -> Iterator[list[str]]:
+    """Collect the SQL statements that read ``method_deferrals``."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "method_deferrals" in statement:
+            statements.append(statement)
+
+    event.listen(services.db.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", record)
+
+
+def _record_sends(monkeypatch, client) -> list[str]:
+    sent: list[str] = []
+    original = client._send
+
+    def counting_send(method, send):
+        sent.append(method)
+        return original(method, send)
+
+    monkeypatch.setattr(client, "_send", counting_send)
+    return sent
+
+
+def test_call_reads_deferral_once(emulator, installed, services):
+    client = services.client(_fresh(services))
+
+    with _deferral_queries(services) as statements:
+        assert client.call("user.current")["ID"]
+
+    assert len(statements) == 1
+
+
+def test_batch_reads_deferrals_once(emulator, installed, services):
+    client = services.client(_fresh(services))
+    commands = {
+        "me": ("user.current", {}),
+        "users": ("user.get", {"ID": 1}),
+        "leads": ("crm.lead.list", {"select": ["ID"]}),
+    }
+
+    with _deferral_queries(services) as statements:
+        results, errors = client.batch(commands)
+
+    assert len(statements) == 1
+    assert set(results) == {"me", "users", "leads"}
+    assert errors == {}
+
+
+def test_batch_with_deferred_command_not_sent(
+    emulator, installed, services, monkeypatch
+):
+    portal = _fresh(services)
+    until = datetime.now(UTC) + timedelta(minutes=5)
+    _defer_method(services, portal, "crm.lead.add", until)
+    client = services.client(portal)
+    sent = _record_sends(monkeypatch, client)
+    commands = {
+        "me": ("user.current", {}),
+        "lead": ("CRM.Lead.Add", {"fields": {"TITLE": "Лид"}}),
+    }
+
+    with pytest.raises(MethodDeferred) as caught:
+        client.batch(commands)
+
+    assert caught.value.method == "CRM.Lead.Add"
+    assert caught.value.until > datetime.now(UTC)
+    assert sent == []
+
+
+def test_batch_names_first_deferred_command(emulator, installed, services):
+    portal = _fresh(services)
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    later = soon + timedelta(minutes=5)
+    _defer_method(services, portal, "crm.lead.list", later)
+    _defer_method(services, portal, "user.get", soon)
+    commands = {
+        "me": ("user.current", {}),
+        "users": ("user.get", {"ID": 1}),
+        "leads": ("crm.lead.list", {}),
+    }
+
+    with pytest.raises(MethodDeferred) as caught:
+        services.client(portal).batch(commands)
+
+    assert caught.value.method == "user.get"
+
+
+def test_expired_deferral_lets_call_through(emulator, installed, services):
+    portal = _fresh(services)
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    _defer_method(services, portal, "user.current", past)
+    _defer_method(services, portal, "crm.lead.list", past)
+    client = services.client(portal)
+
+    assert client.call("user.current")["ID"]
+    results, errors = client.batch(
+        {"me": ("user.current", {}), "leads": ("crm.lead.list", {})}
+    )
+    assert set(results) == {"me", "leads"}
+    assert errors == {}
+
+
+def test_deferral_of_other_portal_ignored(emulator, installed, services):
+    portal = _fresh(services)
+    other = _portal_row()
+    other.id = portal.id + 1
+    with services.db.session() as session:
+        session.add(other)
+    _defer_method(
+        services, other, "user.current", datetime.now(UTC) + timedelta(minutes=5)
+    )
+
+    assert services.client(portal).call("user.current")["ID"]
 
 
 def test_no_auth_found_marks_inactive(emulator, installed, services):

@@ -16,7 +16,7 @@ typed errors). Around them the client owns what the SDK leaves to the app:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,7 +86,7 @@ class PortalClient:
 
     def call_raw(self, method: str, params: Mapping[str, Any] | None = None) -> dict:
         """Call ``method`` and return the whole response (result, next, total)."""
-        self._check_deferral(method)
+        self._check_deferrals([method])
 
         def send(token: str) -> dict:
             return call_method(
@@ -114,8 +114,7 @@ class PortalClient:
             raise ValueError(
                 f"a batch holds at most {BATCH_MAX} commands, got {len(commands)}"
             )
-        for method, _ in commands.values():
-            self._check_deferral(method)
+        self._check_deferrals([method for method, _ in commands.values()])
 
         def send(token: str) -> Any:
             return call_batch(
@@ -247,16 +246,32 @@ class PortalClient:
             method, (err.json_response or {}).get("error", ""), description, status
         )
 
-    def _check_deferral(self, method: str) -> None:
+    def _check_deferrals(self, methods: Sequence[str]) -> None:
+        """Raise MethodDeferred for the first of ``methods`` still deferred.
+
+        One query covers every method, so a batch costs one look-up whatever
+        its number of commands.
+        """
+        names = {method.lower() for method in methods}
+        if not names:
+            return
+
         with self.db.session() as session:
-            until = session.scalar(
-                select(MethodDeferral.until).where(
+            rows = session.execute(
+                select(MethodDeferral.method, MethodDeferral.until).where(
                     MethodDeferral.portal_id == self.portal.id,
-                    MethodDeferral.method == method.lower(),
+                    MethodDeferral.method.in_(sorted(names)),
                 )
-            )
-        if until is not None and until > datetime.now(UTC):
-            raise MethodDeferred(method, until)
+            ).all()
+        if not rows:
+            return
+
+        deferred = {name: until for name, until in rows}
+        now = datetime.now(UTC)
+        for method in methods:
+            until = deferred.get(method.lower())
+            if until is not None and until > now:
+                raise MethodDeferred(method, until)
 
     def _defer(self, method: str, until: datetime) -> None:
         with self.db.session() as session:
