@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template_string, request
@@ -336,10 +336,40 @@ def _sms_reply(portal: Portal):
     else:
         # Without an id, a repeat within the window is a redelivery. A later one
         # is a new reply, such as the same "1" to next week's reminder.
-        window = int(datetime.now(UTC).timestamp()) // SMS_REPEAT_WINDOW
-        key = hashlib.sha256(f"{phone}:{text}:{window}".encode()).hexdigest()
+        now = datetime.now(UTC)
+        slot = int(now.timestamp()) // SMS_REPEAT_WINDOW
+        key = _repeat_key(phone, text, slot)
+        if _repeated(portal.id, _repeat_key(phone, text, slot - 1), now):
+            logger.info(
+                "SMS reply repeated within the window, skipped",
+                extra={"portal_id": portal.id},
+            )
+            return jsonify(status="ok")
     _store(portal.id, SMS_EVENT, key, {"ID": 1, "from": phone, "text": text})
     return jsonify(status="ok")
+
+
+def _repeat_key(phone: str, text: str, slot: int) -> str:
+    return hashlib.sha256(f"{phone}:{text}:{slot}".encode()).hexdigest()
+
+
+def _repeated(portal_id: int, previous_key: str, now: datetime) -> bool:
+    """Return True when the same reply came in the previous slot within the window.
+
+    Keys are per fixed slot, so a repeat in the same slot hits the unique key.
+    This check covers a repeat that crosses into the next slot.
+    """
+    dedupe_key = hashlib.sha256(f"{SMS_EVENT}:{previous_key}".encode()).hexdigest()
+    since = now - timedelta(seconds=SMS_REPEAT_WINDOW)
+    with get_services().db.session() as session:
+        found = session.scalar(
+            select(InboundEvent.id).where(
+                InboundEvent.portal_id == portal_id,
+                InboundEvent.dedupe_key == dedupe_key,
+                InboundEvent.received_at >= since,
+            )
+        )
+    return found is not None
 
 
 def _sms_status(portal: Portal):

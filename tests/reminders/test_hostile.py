@@ -522,9 +522,7 @@ def test_sms_reply_same_text_later_is_new(
     """Without a provider id, "1" today and "1" next week are two replies."""
     import handlers.bot
 
-    # Repeats are matched within fixed slots of the clock, so two posts on the
-    # wall clock could fall on both sides of a slot boundary. The handler's
-    # clock is pinned to the middle of the current slot instead.
+    # The handler's clock is pinned, so the result does not depend on the hour.
     window = handlers.bot.SMS_REPEAT_WINDOW
     slot = int(datetime.now(UTC).timestamp()) // window
     moment = datetime.fromtimestamp(slot * window + window // 2, UTC)
@@ -544,6 +542,40 @@ def test_sms_reply_same_text_later_is_new(
 
     moment += timedelta(days=7)
     requests.post(url, json={"from": PHONE, "text": "1"}, auth=auth, timeout=10)
+    assert len(_events(services, SMS_EVENT)) == 2
+
+
+def test_sms_reply_repeat_across_slots(
+    app_server, services, reminder_portal, monkeypatch
+):
+    """A redelivery seconds after a slot boundary is still one reply."""
+    import handlers.bot
+
+    window = handlers.bot.SMS_REPEAT_WINDOW
+    boundary = (int(datetime.now(UTC).timestamp()) // window + 1) * window
+    moment = datetime.fromtimestamp(boundary - 5, UTC)
+
+    class Pinned(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return moment
+
+    monkeypatch.setattr(handlers.bot, "datetime", Pinned)
+    url = _sms_url(app_server, reminder_portal)
+    auth = sms_auth(services, reminder_portal.id)
+
+    requests.post(url, json={"from": PHONE, "text": "2"}, auth=auth, timeout=10)
+    moment = datetime.fromtimestamp(boundary + 5, UTC)
+    response = requests.post(
+        url, json={"from": PHONE, "text": "2"}, auth=auth, timeout=10
+    )
+
+    assert response.status_code == 200
+    assert len(_events(services, SMS_EVENT)) == 1
+
+    moment = datetime.fromtimestamp(boundary + window, UTC)
+    requests.post(url, json={"from": PHONE, "text": "2"}, auth=auth, timeout=10)
+
     assert len(_events(services, SMS_EVENT)) == 2
 
 
