@@ -112,6 +112,8 @@ def page():
         return render_template("error.html", message=str(err)), err.status
     response = render_template(
         "reminders.html",
+        lang="en" if (g.viewer.language or "").startswith("en") else "ru",
+        timezone=portal_settings.timezone(portal),
         api_token=token,
         placeholders=templates.PLACEHOLDERS,
         bx24_js_url=get_services().config["BX24_JS_URL"],
@@ -137,6 +139,8 @@ def get_settings():
     notes += webhooks.legacy_notes(config.settings(portal))
     return jsonify(
         settings=admin.public_settings(portal),
+        # IANA zone the page shows appointment times in (read-only here).
+        timezone=portal_settings.timezone(portal),
         notes=notes,
         placeholders=templates.PLACEHOLDERS,
         webhooks={

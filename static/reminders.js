@@ -9,6 +9,40 @@
   var root = document.getElementById("reminders");
   var token = root.dataset.apiToken;
   var pending = 2;
+  var english = root.dataset.lang === "en";
+  var locale = english ? "en-GB" : "ru-RU";
+
+  // Picks the text for the page's language: Russian unless it is English.
+  function localText(ru, en) { return english ? en : ru; }
+
+  // Labels for the status and channel codes that b24app/reminders/models.py and
+  // dispatch.py store. The page shows an unknown code as it is.
+  var APPOINTMENT_STATUSES = {
+    booked: localText("записан", "booked"),
+    confirmed: localText("подтвердил", "confirmed"),
+    cancelled: localText("запись отменена", "cancelled"),
+    visited: localText("пришёл", "visited"),
+    no_show: localText("не пришёл", "no-show")
+  };
+  var CHANNELS = {
+    openline: localText("открытая линия", "open line"),
+    telegram: "Telegram",
+    sms: "SMS",
+    email: "e-mail"
+  };
+  var DELIVERY_STATUSES = {
+    sending: localText("отправляется", "sending"),
+    sent: localText("отправлено", "sent"),
+    delivered: localText("доставлено", "delivered"),
+    failed: localText("не отправлено", "failed"),
+    unknown: localText("неизвестно, дошло ли", "unknown"),
+    deferred: localText("отложено", "deferred"),
+    skipped: localText("пропущено", "skipped")
+  };
+
+  function label(names, code) {
+    return Object.prototype.hasOwnProperty.call(names, code) ? names[code] : code;
+  }
 
   function loaded() {
     pending -= 1;
@@ -76,6 +110,7 @@
     fillSchedule(s.schedule);
     $("quiet-start").value = s.quiet_hours.start;
     $("quiet-end").value = s.quiet_hours.end;
+    showQuietOff();
     $("address").value = s.address || "";
     document.querySelectorAll("[data-template]").forEach(function (area) {
       area.value = s.templates[area.dataset.template] || "";
@@ -87,6 +122,12 @@
       item.textContent = text;
       notes.appendChild(item);
     });
+  }
+
+  // The server treats equal start and end as no quiet hours at all.
+  function showQuietOff() {
+    var start = $("quiet-start").value;
+    $("quiet-off").hidden = !start || start !== $("quiet-end").value;
   }
 
   function preview(area) {
@@ -156,13 +197,31 @@
   }
 
   function deliveryText(d) {
-    var text = d.channel + ": " + d.status;
+    var text = label(CHANNELS, d.channel) + ": " + label(DELIVERY_STATUSES, d.status);
     if (d.note) { return text + " — " + d.note; }
     return text + (d.error ? " (" + d.error + ")" : "");
   }
 
+  // Formats times in the portal's zone (the preview uses it too), without
+  // seconds, and with the year only when it is not the current one.
+  function visitTime(iso) {
+    var when = new Date(iso);
+    var options = {day: "numeric", month: "short", hour: "2-digit", minute: "2-digit",
+      hourCycle: "h23"};
+    try {
+      options.timeZone = root.dataset.timezone || undefined;
+      var year = new Intl.DateTimeFormat("en", {year: "numeric", timeZone: options.timeZone});
+      if (year.format(when) !== year.format(new Date())) { options.year = "numeric"; }
+      return new Intl.DateTimeFormat(locale, options).format(when);
+    } catch (err) {
+      // An unknown zone name: the browser's own zone is better than nothing.
+      delete options.timeZone;
+      return new Intl.DateTimeFormat(locale, options).format(when);
+    }
+  }
+
   function appointmentLabel(a) {
-    return new Date(a.starts_at).toLocaleString("ru-RU") + " " + (a.service || "");
+    return visitTime(a.starts_at) + " " + (a.service || "");
   }
 
   function listAppointments() {
@@ -176,7 +235,8 @@
         var row = document.createElement("tr");
         row.dataset.appointment = a.id;
         var sent = a.deliveries.map(deliveryText).join("; ");
-        [appointmentLabel(a), a.status, sent || "—"].forEach(function (text) {
+        var status = label(APPOINTMENT_STATUSES, a.status);
+        [appointmentLabel(a), status, sent || "—"].forEach(function (text) {
           var cell = document.createElement("td");
           cell.textContent = text;
           row.appendChild(cell);
@@ -194,8 +254,13 @@
     });
   }
 
+  // A share as a percentage in the page's locale: "40,0 %" in Russian.
   function percent(value) {
-    return value === null || value === undefined ? "—" : (value * 100).toFixed(1) + " %";
+    if (value === null || value === undefined) { return "—"; }
+    var number = (value * 100).toLocaleString(locale, {
+      minimumFractionDigits: 1, maximumFractionDigits: 1
+    });
+    return number + (english ? "%" : "\u00a0%");
   }
 
   function cell(row, text, className) {
@@ -203,6 +268,20 @@
     td.textContent = text;
     if (className) { td.className = className; }
     row.appendChild(td);
+  }
+
+  // The p-value, in words: how likely a difference this large is by chance alone.
+  function pValueCell(row, value) {
+    if (value === undefined || value === null) {
+      cell(row, "", "num");
+      return;
+    }
+    var pText = value.toLocaleString(locale, {maximumFractionDigits: 4});
+    cell(row, percent(value), "num");
+    row.lastChild.title = localText(
+      "Вероятность случайной разницы с контролем: " + percent(value) + " (p = " + pText + ")",
+      "Chance the difference from the control is random: " + percent(value) +
+        " (p = " + pText + ")");
   }
 
   var STATUS_NAMES = {running: "идёт", finished: "завершён", stopped: "остановлен"};
@@ -220,7 +299,9 @@
     var table = document.createElement("table");
     var head = document.createElement("tr");
     ["Вариант", "Визитов", "С исходом", "Неявки", "Подтверждения",
-      metricName + ": 95 % ДИ", "p"].forEach(function (text) {
+      metricName + ": 95 % ДИ",
+      localText("Вероятность случайной разницы", "Chance the difference is random")
+    ].forEach(function (text) {
       var th = document.createElement("th");
       th.textContent = text;
       head.appendChild(th);
@@ -235,7 +316,7 @@
       cell(row, percent(v.no_show_rate), "num");
       cell(row, percent(v.confirmation_rate), "num");
       cell(row, v.ci95[0] === null ? "—" : percent(v.ci95[0]) + " … " + percent(v.ci95[1]), "num");
-      cell(row, v.p_value === undefined ? "" : v.p_value.toFixed(4), "num");
+      pValueCell(row, v.p_value);
       table.appendChild(row);
     });
     box.appendChild(table);
@@ -296,6 +377,8 @@
     });
   });
   $("save").addEventListener("click", save);
+  $("quiet-start").addEventListener("input", showQuietOff);
+  $("quiet-end").addEventListener("input", showQuietOff);
   $("preview-appointment").addEventListener("change", previewAll);
   request("GET", root.dataset.apiUrl).then(function (r) {
     if (!r.ok) {

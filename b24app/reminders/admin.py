@@ -106,7 +106,7 @@ def _check_schedule(steps: Any, field: str, errors: dict[str, str]) -> list[dict
                 "Вид шага: confirm (подтверждение) или remind (напоминание)."
             )
         elif not _is_int(minutes) or not 30 <= minutes <= 14 * 24 * 60:
-            errors[field] = "Смещение — от 30 минут до 14 дней до визита, в минутах."
+            errors[field] = "Время отправки: от 30 минут до 14 дней до визита."
         elif minutes in offsets:
             errors[field] = "Два шага в одно время: у каждого шага своё смещение."
         else:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from zoneinfo import ZoneInfo
+
 import pytest
 
+from b24app import portal_settings
 from b24app.models import Portal
 from b24app.reminders import config, consent, dispatch
 from tests.reminders.support import deliveries, new_appointment
@@ -72,8 +76,44 @@ def test_reminders_page_edit_preview_save(page, emulator, services, reminded):
     assert "{service} ждёт вас" in stored["templates"]["confirm"]
 
     row = frame.locator(f'#appointments tr[data-appointment="{reminded.id}"]')
-    assert "openline: sent" in row.inner_text()
+    assert "открытая линия: отправлено" in row.inner_text()
     assert SERVICE in row.inner_text()
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_appointment_list_readable(page, emulator, services, reminded):
+    frame = _open_reminders(page, emulator)
+    row = frame.locator(f'#appointments tr[data-appointment="{reminded.id}"]')
+    cells = row.locator("td")
+
+    with services.db.session() as session:
+        zone = ZoneInfo(
+            portal_settings.timezone(session.get(Portal, reminded.portal_id))
+        )
+    local = reminded.starts_at.astimezone(zone)
+    visit = cells.nth(0).inner_text()
+    assert visit.startswith(f"{local.day} ")
+    assert f"{local:%H:%M}" in visit
+    assert re.search(r"\d\d:\d\d:\d\d", visit) is None
+
+    assert cells.nth(1).inner_text() == "записан"
+    assert cells.nth(2).inner_text() == "открытая линия: отправлено"
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_quiet_hours_off_note(page, emulator, services, reminded):
+    frame = _open_reminders(page, emulator)
+    note = frame.locator("#quiet-off")
+    assert note.is_visible()
+    assert "Тихие часы выключены" in note.inner_text()
+
+    frame.locator("#quiet-start").fill("22:00")
+    note.wait_for(state="hidden", timeout=5000)
+
+    frame.locator("#quiet-end").fill("22:00")
+    note.wait_for(state="visible", timeout=5000)
     assert page.console_errors == []
 
 
@@ -140,9 +180,13 @@ def test_ab_test_rates_and_promotion(page, emulator, services, installed):
     block = frame.locator(f'.experiment[data-experiment="{experiment.id}"]')
     control = block.locator('tr[data-variant="A"]').inner_text()
     variant = block.locator('tr[data-variant="B"]').inner_text()
-    assert "30.0 %" in control
+    assert "30,0\xa0%" in control
     assert "(контроль)" in control
-    assert "5.0 %" in variant
+    assert "5,0\xa0%" in variant
+    assert "Вероятность случайной разницы" in block.locator("tr").first.inner_text()
+    chance = block.locator('tr[data-variant="B"] td').last
+    assert re.fullmatch(r"\d+,\d\xa0%", chance.inner_text())
+    assert "p = 0," in chance.get_attribute("title")
     assert "лучше контрольного" in block.locator(".verdict").inner_text()
 
     block.locator("button.promote").click()

@@ -7,14 +7,17 @@ import random
 import requests
 from sqlalchemy import update
 
+from b24app import portal_settings
 from b24app.placement_auth import Viewer, sign_api_token
 from b24app.reminders import abtest, dispatch
 from b24app.reminders.models import Appointment
 from tests.reminders.support import new_appointment
 
 
-def _headers(services, portal, admin: bool = True) -> dict[str, str]:
-    viewer = Viewer(portal.id, portal.member_id, 1 if admin else 3, admin, "ru")
+def _headers(
+    services, portal, admin: bool = True, language: str = "ru"
+) -> dict[str, str]:
+    viewer = Viewer(portal.id, portal.member_id, 1 if admin else 3, admin, language)
     return {"Authorization": f"Bearer {sign_api_token(services, viewer)}"}
 
 
@@ -68,6 +71,27 @@ def test_settings_save_schedule(app_server, services, reminder_portal):
         timeout=10,
     )
     assert response.json()["settings"]["schedule"] == steps
+
+
+def test_settings_reject_offset_out_of_range(app_server, services, reminder_portal):
+    response = requests.put(
+        _api(app_server, "/settings"),
+        json={"schedule": [{"kind": "remind", "minutes_before": 20}]},
+        headers=_headers(services, reminder_portal),
+        timeout=10,
+    )
+    assert response.status_code == 422
+    message = response.json()["errors"]["schedule"]
+    assert message == "Время отправки: от 30 минут до 14 дней до визита."
+
+
+def test_settings_return_portal_timezone(app_server, services, reminder_portal):
+    body = requests.get(
+        _api(app_server, "/settings"),
+        headers=_headers(services, reminder_portal),
+        timeout=10,
+    ).json()
+    assert body["timezone"] == portal_settings.timezone(reminder_portal)
 
 
 def test_preview_with_real_appointment(
@@ -201,6 +225,20 @@ def test_page_renders_for_admin(app_server, services, reminder_portal):
         f"{app_server.url}/reminders", data={"token": token}, timeout=10
     )
     assert "Напоминания о записи" in response.text
+    assert '<html lang="ru">' in response.text
+    zone = portal_settings.timezone(reminder_portal)
+    assert f'data-timezone="{zone}"' in response.text
+
+
+def test_page_language_english(app_server, services, reminder_portal):
+    headers = _headers(services, reminder_portal, language="en")
+    token = headers["Authorization"].split(" ")[1]
+    response = requests.post(
+        f"{app_server.url}/reminders", data={"token": token}, timeout=10
+    )
+    assert '<html lang="en">' in response.text
+    assert 'data-lang="en"' in response.text
+    assert "Quiet hours off" in response.text
 
 
 def test_telegram_link_code_is_accepted(app_server, services, reminder_portal):
