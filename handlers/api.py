@@ -201,32 +201,58 @@ def settings_put():
     if "mapping" in body:
         try:
             values["mapping"] = kpi_settings.validate_mapping(body["mapping"])
-        except ValueError as err:
-            raise ApiError(str(err)) from err
+        except kpi_settings.MappingError as err:
+            raise ApiError(_text(err.ru, err.en), field=err.field) from err
     if "targets" in body:
         targets = body["targets"]
         if not isinstance(targets, dict) or not all(
             isinstance(v, int | float) and 0 <= v <= 1e6 for v in targets.values()
         ):
-            raise ApiError("targets must be an object of non-negative numbers")
+            raise ApiError(
+                _text(
+                    "Цели должны быть неотрицательными числами.",
+                    "targets must be an object of non-negative numbers",
+                ),
+                field="targets",
+            )
         values["targets"] = targets
     if "daily_capacity" in body:
         capacity = body["daily_capacity"]
         if capacity is not None and (
-            not isinstance(capacity, int) or not 0 <= capacity <= 10000
+            not isinstance(capacity, int)
+            or isinstance(capacity, bool)
+            or not 0 <= capacity <= 10000
         ):
-            raise ApiError("daily_capacity must be an integer 0..10000 or null")
+            raise ApiError(
+                _text(
+                    "Мест в день: укажите целое число от 0 до 10000 "
+                    "или оставьте поле пустым.",
+                    "daily_capacity must be an integer 0..10000 or null",
+                ),
+                field="daily_capacity",
+            )
         values["daily_capacity"] = capacity
     if "owner_email" in body:
         email = body["owner_email"]
         if email is not None and (
             not isinstance(email, str) or "@" not in email or len(email) > 255
         ):
-            raise ApiError("owner_email must be an e-mail address or null")
+            raise ApiError(
+                _text(
+                    "E-mail владельца: укажите адрес вида name@example.com "
+                    "или оставьте поле пустым.",
+                    "owner_email must be an e-mail address or null",
+                ),
+                field="owner_email",
+            )
         values["owner_email"] = email
     if not values:
         raise ApiError(
-            "nothing to save: send mapping, targets, daily_capacity or owner_email"
+            _text(
+                "Нечего сохранять: передайте mapping, targets, daily_capacity "
+                "или owner_email.",
+                "nothing to save: send mapping, targets, daily_capacity or owner_email",
+            )
         )
     kpi_settings.save(get_services(), g.portal, **values)
     if "mapping" in values:
@@ -298,13 +324,19 @@ def spend_put():
     body = _json_body()
     month, channel = _spend_key(body)
     amount = body.get("amount")
+    # "not >= 0" also rejects NaN, which Python's JSON parser accepts.
     if (
         not isinstance(amount, int | float)
         or isinstance(amount, bool)
-        or not 0 <= amount <= MAX_SPEND
+        or not amount >= 0
     ):
         raise ApiError(
             f"amount must be a number from 0 to {MAX_SPEND:.0f}, got {amount!r}",
+            field="amount",
+        )
+    if amount > MAX_SPEND:
+        raise ApiError(
+            f"amount is too large: at most {MAX_SPEND:.0f}, got {amount!r}",
             field="amount",
         )
     with get_services().db.session() as session:

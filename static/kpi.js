@@ -36,7 +36,7 @@
          leftOut: "визитов в другой валюте без курса: {n}, не учтены",
          channels: {openline: "Открытые линии", site: "Сайт", email: "E-mail",
                     phone: "Телефон", ads: "Реклама", referral: "Рекомендации",
-                    other: "Другое"},
+                    partner: "Партнёры", other: "Другое"},
          manager: "Менеджер #{id}", noManager: "Без ответственного",
          urgentCount: "Срочных: {n}", spamCount: "Спам: {n} (не входит в число лидов)",
          reviewCount: "Проверить вручную: {n}",
@@ -53,7 +53,8 @@
          rangeLong: "Период не может быть длиннее 366 дней.",
          spendErrors: {month: "Укажите месяц в формате ГГГГ-ММ, например 2026-11.",
                        channel: "Неизвестный канал «{value}». Выберите из списка: {list}.",
-                       amount: "Сумма должна быть числом не меньше 0."},
+                       amount: "Сумма должна быть числом не меньше 0.",
+                       amountLarge: "Сумма слишком большая: допускается не больше 1\u00a0000\u00a0000\u00a0000\u00a0000."},
          edit: "Изменить", remove: "Удалить", cancel: "Отмена", saveRow: "Сохранить",
          deleted: "Удалено",
          windowOpen: "окно 3 мес. ещё не закрылось", noSpend: "расходы не внесены",
@@ -65,7 +66,8 @@
          leadForms: {one: "лид", few: "лида", many: "лидов", other: "лида"},
          dealForms: {one: "сделка", few: "сделки", many: "сделок", other: "сделки"},
          seconds: "{n} с", minutes: "{n} мин",
-         saved: "Сохранено", coverage: "Полнота данных: ",
+         saved: "Сохранено", saveFailed: "Не удалось сохранить: ",
+         coverage: "Полнота данных: ",
          covTime: "время визита", covAmount: "сумма", covContact: "клиент",
          covChannel: "канал лида", feedNone: "ссылки нет"},
     en: {tags: {booking: "Booking", price: "Price", reschedule: "Reschedule", cancel: "Cancel",
@@ -79,7 +81,8 @@
          amountKnown: "amount known for {share} of visits",
          leftOut: "visits in another currency without a rate: {n}, not counted",
          channels: {openline: "Open lines", site: "Website", email: "E-mail",
-                    phone: "Phone", ads: "Ads", referral: "Referrals", other: "Other"},
+                    phone: "Phone", ads: "Ads", referral: "Referrals", partner: "Partners",
+                    other: "Other"},
          manager: "Manager #{id}", noManager: "No responsible user",
          urgentCount: "Urgent: {n}", spamCount: "Spam: {n} (not counted as leads)",
          reviewCount: "To check by hand: {n}",
@@ -96,7 +99,8 @@
          rangeLong: "A range cannot be longer than 366 days.",
          spendErrors: {month: "Enter the month as YYYY-MM, for example 2026-11.",
                        channel: "Unknown channel \u201c{value}\u201d. Pick one from the list: {list}.",
-                       amount: "The amount must be a number of 0 or more."},
+                       amount: "The amount must be a number of 0 or more.",
+                       amountLarge: "The amount is too large: at most 1,000,000,000,000."},
          edit: "Edit", remove: "Delete", cancel: "Cancel", saveRow: "Save",
          deleted: "Deleted",
          windowOpen: "the 3-month window is still open", noSpend: "no spend entered",
@@ -108,7 +112,8 @@
          leadForms: {one: "lead", other: "leads"},
          dealForms: {one: "deal", other: "deals"},
          seconds: "{n} s", minutes: "{n} min",
-         saved: "Saved", coverage: "Data coverage: ",
+         saved: "Saved", saveFailed: "Could not save: ",
+         coverage: "Data coverage: ",
          covTime: "visit time", covAmount: "amount", covContact: "client",
          covChannel: "lead channel", feedNone: "no link"}
   };
@@ -621,9 +626,40 @@
     fitFrame();
   }
 
+  // Input of the settings form for each "field" the settings API names.
+  var SETTINGS_INPUTS = {"deal_stages.booked": "booked", "deal_stages.confirmed": "confirmed",
+                         "deal_stages.visited": "visited", "deal_stages.no_show": "no_show",
+                         "deal_stages.cancelled": "cancelled", "lead_statuses.booked": "lead_booked",
+                         lead_statuses: "lead_booked", targets: "conversion_target"};
+
+  function settingsStatus(text, isError) {
+    var status = document.getElementById("mapping-status");
+    status.textContent = text;
+    status.className = isError ? "error" : "muted";
+    if (isError) {
+      status.setAttribute("role", "alert");
+    } else {
+      status.removeAttribute("role");
+    }
+  }
+
+  function settingsError(err, form) {
+    settingsStatus(T.saveFailed + err.message, true);
+    var input = err.field ? form.elements[SETTINGS_INPUTS[err.field] || err.field] : null;
+    if (input && input.setAttribute) {
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
+    fitFrame();
+  }
+
   function saveSettings(event) {
     event.preventDefault();
     var form = event.target;
+    settingsStatus("", false);
+    form.querySelectorAll("[aria-invalid]").forEach(function (el) {
+      el.removeAttribute("aria-invalid");
+    });
     var stages = {};
     ["booked", "confirmed", "visited", "no_show", "cancelled"].forEach(function (outcome) {
       stages[outcome] = codes(form[outcome].value);
@@ -643,20 +679,27 @@
                           body: JSON.stringify(body)})
       .then(function (settings) {
         fillSettings(settings);
-        document.getElementById("mapping-status").textContent = T.saved;
+        settingsStatus(T.saved, false);
         load();
-      }).catch(fail);
+      }).catch(function (err) { settingsError(err, form); });
   }
 
   var spendChannels = [];
 
+  // The largest amount the spend API accepts (MAX_SPEND in handlers/api.py).
+  var MAX_SPEND = 1e12;
+
   function spendError(err, form) {
     var box = document.getElementById("spend-error");
     var message = err.message;
-    if (err.field && T.spendErrors[err.field]) {
-      message = T.spendErrors[err.field]
-        .replace("{value}", form ? form.channel.value.trim() : "")
-        .replace("{list}", spendChannels.join(", "));
+    var key = err.field;
+    if (key === "amount" && form && Number(form.amount.value) > MAX_SPEND) {
+      key = "amountLarge";
+    }
+    if (key && T.spendErrors[key]) {
+      message = T.spendErrors[key]
+        .replace("{value}", form ? channelName(form.channel.value) : "")
+        .replace("{list}", spendChannels.map(channelName).join(", "));
     }
     box.textContent = message;
     box.hidden = false;
@@ -684,14 +727,16 @@
 
   function renderSpend(body) {
     spendChannels = body.channels || [];
-    var list = document.getElementById("spend-channels");
-    list.textContent = "";
-    spendChannels.forEach(function (name) {
+    var select = document.getElementById("spend-form").elements.channel;
+    var chosen = select.value;
+    select.textContent = "";
+    spendChannels.forEach(function (code) {
       var option = document.createElement("option");
-      option.value = name;
-      if (T.channels[name]) { option.label = T.channels[name]; }
-      list.appendChild(option);
+      option.value = code;
+      option.textContent = channelName(code);
+      select.appendChild(option);
     });
+    if (spendChannels.indexOf(chosen) !== -1) { select.value = chosen; }
     var tbody = document.querySelector("#spend-table tbody");
     tbody.textContent = "";
     body.items.forEach(function (item) {
@@ -772,7 +817,7 @@
   function saveSpend(event) {
     event.preventDefault();
     var form = event.target;
-    putSpend({month: form.month.value.trim(), channel: form.channel.value.trim(),
+    putSpend({month: form.month.value.trim(), channel: form.channel.value,
               amount: amountOf(form.amount.value)}, form)
       .then(function (ok) { if (ok) { form.reset(); } });
   }

@@ -84,9 +84,27 @@ class KpiConfig:
         return self.mapping.get("segment") or "salon"
 
 
+class MappingError(ValueError):
+    """An invalid mapping value: ``field`` names it, with Russian and English text.
+
+    ``str()`` is the English message, so callers that ignore the language
+    still get a readable error.
+    """
+
+    def __init__(self, field: str, ru: str, en: str):
+        super().__init__(en)
+        self.field = field
+        self.ru = ru
+        self.en = en
+
+
 def preset(segment: str) -> dict[str, Any]:
     if segment not in PRESETS:
-        raise ValueError(f"segment must be one of {', '.join(SEGMENTS)}")
+        raise MappingError(
+            "segment",
+            f"Тип бизнеса должен быть одним из: {', '.join(SEGMENTS)}.",
+            f"segment must be one of {', '.join(SEGMENTS)}",
+        )
     return copy.deepcopy(PRESETS[segment])
 
 
@@ -118,42 +136,71 @@ def load(services: Services, portal: Portal) -> KpiConfig:
 
 
 def validate_mapping(data: Any) -> dict[str, Any]:
-    """Check an edited mapping; raise ValueError with a message for the owner."""
+    """Check an edited mapping; raise MappingError with a message for the owner."""
     if not isinstance(data, dict):
-        raise ValueError("mapping must be a JSON object")
+        raise MappingError(
+            "mapping",
+            "Настройки воронки должны быть JSON-объектом.",
+            "mapping must be a JSON object",
+        )
     segment = data.get("segment", "salon")
     result = preset(segment)
     for key in ("lead_statuses", "deal_stages"):
         value = data.get(key, result[key])
         if not isinstance(value, dict):
-            raise ValueError(f"{key} must be an object of outcome -> list of codes")
+            raise MappingError(
+                key,
+                f"{key}: нужен объект «исход → список кодов».",
+                f"{key} must be an object of outcome -> list of codes",
+            )
         for outcome, codes in value.items():
             if outcome not in OUTCOMES:
-                raise ValueError(
-                    f"{key}: unknown outcome {outcome!r}; use {', '.join(OUTCOMES)}"
+                raise MappingError(
+                    key,
+                    f"{key}: неизвестный исход «{outcome}». "
+                    f"Допустимые: {', '.join(OUTCOMES)}.",
+                    f"{key}: unknown outcome {outcome!r}; use {', '.join(OUTCOMES)}",
                 )
             if not isinstance(codes, list) or not all(
                 isinstance(c, str) and 0 < len(c) <= 64 for c in codes
             ):
-                raise ValueError(f"{key}.{outcome} must be a list of stage codes")
+                raise MappingError(
+                    f"{key}.{outcome}",
+                    f"{key}.{outcome}: перечислите коды через запятую, каждый "
+                    "не длиннее 64 символов.",
+                    f"{key}.{outcome} must be a list of stage codes",
+                )
         result[key] = value
     categories = data.get("deal_categories", result["deal_categories"])
     if not isinstance(categories, list) or not all(
         isinstance(c, int) and c >= 0 for c in categories
     ):
-        raise ValueError("deal_categories must be a list of pipeline ids")
+        raise MappingError(
+            "deal_categories",
+            "Воронки записей: укажите ID воронок целыми числами через запятую, "
+            "например 0, 1.",
+            "deal_categories must be a list of pipeline ids",
+        )
     result["deal_categories"] = categories
     field = data.get("appointment_field", result["appointment_field"])
     if not isinstance(field, str) or not (
         field in ("BEGINDATE", "CLOSEDATE", "booking") or field.startswith("UF_CRM_")
     ):
-        raise ValueError(
-            "appointment_field must be BEGINDATE, CLOSEDATE, a UF_CRM_ field or booking"
+        raise MappingError(
+            "appointment_field",
+            "Поле времени визита: укажите BEGINDATE, CLOSEDATE, поле UF_CRM_… "
+            "или booking.",
+            "appointment_field must be BEGINDATE, CLOSEDATE, a UF_CRM_ field "
+            "or booking",
         )
     result["appointment_field"] = field
     hours = data.get("late_cancel_hours", result["late_cancel_hours"])
     if not isinstance(hours, int) or not 0 <= hours <= 168:
-        raise ValueError("late_cancel_hours must be an integer 0..168")
+        raise MappingError(
+            "late_cancel_hours",
+            "Порог поздней отмены: целое число часов от 0 до 168.",
+            "late_cancel_hours must be an integer 0..168",
+        )
     result["late_cancel_hours"] = hours
     return result
 

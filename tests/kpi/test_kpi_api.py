@@ -27,6 +27,7 @@ def _token(emulator, user_id: int) -> str:
 def api(emulator, installed, app_server):
     def call(method, path, *, user=OWNER, **kwargs):
         headers = {"Authorization": f"Bearer {_token(emulator, user)}"}
+        headers |= kwargs.pop("headers", {})
         return requests.request(
             method,
             f"{app_server.url}/api/v1{path}",
@@ -254,21 +255,88 @@ def test_settings_mapping_saved(api):
 
 
 @pytest.mark.parametrize(
-    "payload, message",
+    "payload, field, message",
     [
-        ({"mapping": {"segment": "zoo"}}, "segment must be one of"),
-        ({"mapping": {"deal_stages": {"won": ["X"]}}}, "unknown outcome"),
-        ({"mapping": {"appointment_field": "TITLE"}}, "appointment_field must be"),
-        ({"daily_capacity": -1}, "daily_capacity must be"),
-        ({"owner_email": "nobody"}, "owner_email must be"),
-        ({}, "nothing to save"),
+        ({"mapping": {"segment": "zoo"}}, "segment", "Тип бизнеса должен быть"),
+        (
+            {"mapping": {"deal_stages": {"won": ["X"]}}},
+            "deal_stages",
+            "неизвестный исход «won»",
+        ),
+        (
+            {"mapping": {"deal_stages": {"visited": [""]}}},
+            "deal_stages.visited",
+            "перечислите коды через запятую",
+        ),
+        (
+            {"mapping": {"deal_categories": [None]}},
+            "deal_categories",
+            "Воронки записей: укажите ID воронок",
+        ),
+        (
+            {"mapping": {"appointment_field": ""}},
+            "appointment_field",
+            "Поле времени визита: укажите BEGINDATE",
+        ),
+        (
+            {"mapping": {"appointment_field": "TITLE"}},
+            "appointment_field",
+            "Поле времени визита",
+        ),
+        ({"targets": {"conversion": -1}}, "targets", "Цели должны быть"),
+        ({"daily_capacity": -1}, "daily_capacity", "от 0 до 10000"),
+        ({"daily_capacity": 999999999999999}, "daily_capacity", "от 0 до 10000"),
+        ({"daily_capacity": True}, "daily_capacity", "от 0 до 10000"),
+        ({"owner_email": "nobody"}, "owner_email", "E-mail владельца"),
     ],
 )
-def test_settings_bad_input(api, payload, message):
+def test_settings_bad_input(api, payload, field, message):
+    before = api("GET", "/kpi/settings").json()
+
     response = api("PUT", "/kpi/settings", json=payload)
 
     assert response.status_code == 400
+    assert response.json()["field"] == field
     assert message in response.json()["error"]
+    assert api("GET", "/kpi/settings").json() == before
+
+
+def test_settings_nothing_to_save(api):
+    response = api("PUT", "/kpi/settings", json={})
+
+    assert response.status_code == 400
+    assert "Нечего сохранять" in response.json()["error"]
+    assert "field" not in response.json()
+
+
+def test_settings_errors_in_english(services, installed, app_server):
+    from b24app.placement_auth import Viewer, sign_api_token
+
+    token = sign_api_token(
+        services,
+        Viewer(
+            portal_id=installed.id,
+            member_id=installed.member_id,
+            user_id=OWNER,
+            is_admin=True,
+            language="en",
+        ),
+    )
+    cases = [
+        ({"daily_capacity": 999999999999999}, "daily_capacity must be"),
+        ({"mapping": {"appointment_field": ""}}, "appointment_field must be"),
+        ({"mapping": {"deal_categories": [None]}}, "deal_categories must be"),
+    ]
+    for payload, message in cases:
+        response = requests.put(
+            f"{app_server.url}/api/v1/kpi/settings",
+            headers={"Authorization": f"Bearer {token}"},
+            json=payload,
+            timeout=20,
+        )
+
+        assert response.status_code == 400
+        assert message in response.json()["error"]
 
 
 def test_settings_need_admin(api):
@@ -369,7 +437,12 @@ def test_spend_changes_need_admin(api):
         ({"amount": -5}, "amount", "amount must be a number from 0"),
         ({"amount": "100"}, "amount", "amount must be a number from 0"),
         ({"amount": True}, "amount", "amount must be a number from 0"),
-        ({"amount": 1e13}, "amount", "amount must be a number from 0"),
+        ({"amount": 1e13}, "amount", "amount is too large: at most 1000000000000"),
+        (
+            {"amount": 99999999999999999999},
+            "amount",
+            "amount is too large: at most 1000000000000",
+        ),
     ],
 )
 def test_spend_bad_input(api, payload, field, message):
@@ -408,3 +481,17 @@ def test_api_without_token(app_server, installed):
     response = requests.get(f"{app_server.url}/api/v1/kpi/forecast", timeout=20)
 
     assert response.status_code == 401
+
+
+def test_spend_rejects_nan_amount(api):
+    # Python's JSON parser reads NaN, which no spend amount may be.
+    response = api(
+        "PUT",
+        "/kpi/spend",
+        data='{"month": "2026-11", "channel": "site", "amount": NaN}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "amount"
+    assert api("GET", "/kpi/spend").json()["items"] == []
