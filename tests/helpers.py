@@ -53,3 +53,26 @@ def events_stored(services, name: str | None = None) -> list[InboundEvent]:
         if name:
             query = query.where(InboundEvent.event == name)
         return list(session.scalars(query))
+
+
+def open_kpi_tab_as(page, services, app_server, portal, language: str) -> None:
+    """Open the KPI tab in ``page`` as an administrator speaking ``language``."""
+    from html import escape
+
+    from b24app.placement_auth import Viewer, sign_api_token
+
+    viewer = Viewer(
+        portal_id=portal.id,
+        member_id=portal.member_id,
+        user_id=1,
+        is_admin=True,
+        language=language,
+    )
+    token = sign_api_token(services, viewer)
+    page.goto(f"{app_server.url}/healthz")
+    page.set_content(
+        f'<form id="f" method="post" action="{app_server.url}/kpi">'
+        f'<input type="hidden" name="token" value="{escape(token)}"></form>'
+    )
+    page.evaluate("document.getElementById('f').submit()")
+    page.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from html import escape
 
 import pytest
 
 from b24app.kpi import settings as kpi_settings
 from b24app.kpi import sync
+from tests.helpers import open_kpi_tab_as
 from tests.kpi.fixtures import november
 
 RUB = {"base": "RUB", "rates": {}, "read_at": "2026-11-30T12:00:00+00:00"}
@@ -88,24 +88,7 @@ def test_tab_names_manager_who_left(page, emulator, rouble_november):
 
 @pytest.mark.browser
 def test_tab_amounts_english(page, services, app_server, rouble_november):
-    from b24app.placement_auth import Viewer, sign_api_token
-
-    token = sign_api_token(
-        services,
-        Viewer(
-            portal_id=rouble_november.id,
-            member_id=rouble_november.member_id,
-            user_id=1,
-            is_admin=True,
-            language="en",
-        ),
-    )
-    page.goto(f"{app_server.url}/healthz")
-    page.set_content(
-        f'<form id="f" method="post" action="{app_server.url}/kpi">'
-        f'<input type="hidden" name="token" value="{escape(token)}"></form>'
-    )
-    page.evaluate("document.getElementById('f').submit()")
+    open_kpi_tab_as(page, services, app_server, rouble_november, "en")
     _november_range(page)
 
     managers = page.locator("#chart-managers").evaluate(

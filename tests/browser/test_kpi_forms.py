@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from html import escape
-
 import pytest
+
+from tests.helpers import open_kpi_tab_as
 
 TAB = "/_emulator/ui/placement/CRM_ANALYTICS_MENU"
 
@@ -19,25 +19,7 @@ def _open_settings(page, emulator):
 
 
 def _open_english(page, services, app_server, installed):
-    from b24app.placement_auth import Viewer, sign_api_token
-
-    token = sign_api_token(
-        services,
-        Viewer(
-            portal_id=installed.id,
-            member_id=installed.member_id,
-            user_id=1,
-            is_admin=True,
-            language="en",
-        ),
-    )
-    page.goto(f"{app_server.url}/healthz")
-    page.set_content(
-        f'<form id="f" method="post" action="{app_server.url}/kpi">'
-        f'<input type="hidden" name="token" value="{escape(token)}"></form>'
-    )
-    page.evaluate("document.getElementById('f').submit()")
-    page.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+    open_kpi_tab_as(page, services, app_server, installed, "en")
     page.locator("#admin summary").click()
     page.locator("#kpi[data-spend-rows]").wait_for(timeout=15000)
     return page

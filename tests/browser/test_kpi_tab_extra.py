@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from b24app.kpi.models import KpiDeal
+from tests.helpers import open_kpi_tab_as
 
 TAB = "/_emulator/ui/placement/CRM_ANALYTICS_MENU"
 
@@ -175,29 +176,10 @@ def test_admin_toolbar_and_way_back(page, emulator, installed):
 
 @pytest.mark.browser
 def test_english_ui_formats(page, services, app_server, installed):
-    from html import escape
-
-    from b24app.placement_auth import Viewer, sign_api_token
     from tests.kpi.fixtures import november
 
     november(services, installed.id)
-    token = sign_api_token(
-        services,
-        Viewer(
-            portal_id=installed.id,
-            member_id=installed.member_id,
-            user_id=1,
-            is_admin=True,
-            language="en",
-        ),
-    )
-    page.goto(f"{app_server.url}/healthz")
-    page.set_content(
-        f'<form id="f" method="post" action="{app_server.url}/kpi">'
-        f'<input type="hidden" name="token" value="{escape(token)}"></form>'
-    )
-    page.evaluate("document.getElementById('f').submit()")
-    page.locator("#kpi[data-loaded='true']").wait_for(timeout=15000)
+    open_kpi_tab_as(page, services, app_server, installed, "en")
     page.locator("#period").select_option("custom")
     page.locator("#from").fill("2026-11-01")
     page.locator("#to").fill("2026-11-30")
