@@ -125,14 +125,8 @@ def schedule_for(data: dict[str, Any], service: str | None) -> list[dict[str, An
 
 def save(services, portal_id: int, changes: dict[str, Any]) -> dict[str, Any]:
     """Merge ``changes`` into the stored reminder settings under a row lock."""
-    from sqlalchemy import select
-
     with services.db.session() as session:
-        portal = session.scalars(
-            select(Portal).where(Portal.id == portal_id).with_for_update()
-        ).one()
-        stored = dict(portal.settings or {})
-        current = dict(stored.get("reminders") or {})
+        portal, stored, current = _locked(session, portal_id)
         current.update(changes)
         stored["reminders"] = current
         # A new dict, so SQLAlchemy detects the JSON change.
@@ -142,17 +136,22 @@ def save(services, portal_id: int, changes: dict[str, Any]) -> dict[str, Any]:
 
 def ensure_sms_secret(services, portal_id: int) -> str:
     """Return the portal's SMS callback secret, creating it under a row lock."""
-    from sqlalchemy import select
-
     with services.db.session() as session:
-        portal = session.scalars(
-            select(Portal).where(Portal.id == portal_id).with_for_update()
-        ).one()
-        stored = dict(portal.settings or {})
-        current = dict(stored.get("reminders") or {})
+        portal, stored, current = _locked(session, portal_id)
         if current.get(SMS_SECRET_KEY):
             return current[SMS_SECRET_KEY]
         current[SMS_SECRET_KEY] = secrets.token_urlsafe(24)
         stored["reminders"] = current
         portal.settings = stored
         return current[SMS_SECRET_KEY]
+
+
+def _locked(session, portal_id: int) -> tuple[Portal, dict[str, Any], dict[str, Any]]:
+    """Lock the portal row; return it, a copy of its settings and their reminders."""
+    from sqlalchemy import select
+
+    portal = session.scalars(
+        select(Portal).where(Portal.id == portal_id).with_for_update()
+    ).one()
+    stored = dict(portal.settings or {})
+    return portal, stored, dict(stored.get("reminders") or {})

@@ -44,7 +44,7 @@ from typing import Any
 
 from sqlalchemy import exists, or_, select, true, update
 
-from b24app.bitrix.values import optional_id
+from b24app.bitrix.values import aware_time, optional_id
 from b24app.models import Escalation, Lead, Portal, SlaClock
 from b24app.services import Services
 from b24app.sla import settings as sla_settings
@@ -599,11 +599,6 @@ def _has_schedule(portal: Portal, user_id: int) -> bool:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """Parse an aware ISO time from the portal; None for empty or naive values."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else None
+    """Parse an aware ISO time from the portal as UTC; None if empty or naive."""
+    parsed = aware_time(value)
+    return parsed.astimezone(UTC) if parsed is not None else None

@@ -394,7 +394,7 @@ def _send_fresh(services: Services, rows: list, now: datetime) -> Counter[str]:
     A task takes two commands (the task and the senior's notice) and a notice
     one, so a call carries up to ``BATCH_COMMANDS // 2`` tasks. Each call's
     results are stored in one transaction right after the portal responded.
-    ``rows`` holds ``_load_claims`` rows, or bare ids of rows not found.
+    ``rows`` contains ``_load_claims`` rows, or bare ids of rows not found.
     """
     outcomes: Counter[str] = Counter()
     ready: list[tuple[tuple, int, bool]] = []
